@@ -1,0 +1,44 @@
+import { simCommand, SIM_HELP } from './sim-command.ts';
+import { UsageError } from './args.ts';
+
+const HELP = `Usage: sluice <command> [options]
+
+Commands:
+  serve     run the gateway (on the built-in simulator when no upstream is configured)
+  sim       run the simulator alone (an engine stand-in; no model)
+  help      show this help; 'sluice <command> --help' for a command's options`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  sim: simCommand,
+};
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    console.log(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`sluice: unknown command '${name}'\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+      console.error(`sluice ${name}: ${err.message}\nRun 'sluice ${name} --help' for the options.`);
+      return 2;
+    }
+    if (err instanceof Error && 'code' in err && err.code === 'EADDRINUSE') {
+      console.error(`sluice ${name}: ${err.message} (choose another --port)`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+export { SIM_HELP };

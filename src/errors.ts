@@ -1,0 +1,84 @@
+/**
+ * Every error Sluice reports, with a stable code, the HTTP status it maps to before headers are sent, and the OpenAI
+ * error `type`. `src/http/send-error.ts` and the relay's error frame are the only places that put them on the wire.
+ */
+
+export type OpenAIErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'not_found_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'timeout_error';
+
+interface ErrorSpec {
+  status: number;
+  type: OpenAIErrorType;
+}
+
+export const ERROR_CODES = {
+  SLUICE_INVALID_JSON: { status: 400, type: 'invalid_request_error' },
+  SLUICE_INVALID_REQUEST: { status: 400, type: 'invalid_request_error' },
+  SLUICE_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error' },
+  SLUICE_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error' },
+  SLUICE_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
+  SLUICE_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error' },
+  SLUICE_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
+  SLUICE_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
+  SLUICE_NO_HEALTHY_UPSTREAM: { status: 503, type: 'server_error' },
+  SLUICE_UPSTREAM_CONNECT_ERROR: { status: 502, type: 'server_error' },
+  SLUICE_UPSTREAM_CONNECT_TIMEOUT: { status: 504, type: 'timeout_error' },
+  SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT: { status: 504, type: 'timeout_error' },
+  SLUICE_UPSTREAM_IDLE_TIMEOUT: { status: 504, type: 'timeout_error' },
+  SLUICE_TOTAL_TIMEOUT: { status: 504, type: 'timeout_error' },
+  SLUICE_UPSTREAM_ERROR: { status: 502, type: 'server_error' },
+  SLUICE_UPSTREAM_BAD_RESPONSE: { status: 502, type: 'server_error' },
+  SLUICE_UPSTREAM_TRUNCATED: { status: 502, type: 'server_error' },
+  SLUICE_CLIENT_ABORTED: { status: 499, type: 'invalid_request_error' },
+  SLUICE_CLIENT_STALLED: { status: 408, type: 'timeout_error' },
+  SLUICE_SHUTTING_DOWN: { status: 503, type: 'server_error' },
+  SLUICE_INTERNAL: { status: 500, type: 'server_error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type SluiceErrorCode = keyof typeof ERROR_CODES;
+
+export interface SluiceErrorOptions {
+  /** Overrides the code's default status (an upstream's own status, passed through). */
+  status?: number;
+  /** Overrides the code's default OpenAI error type. */
+  type?: string;
+  /** The request field at fault, for `param`. */
+  param?: string | null;
+  /** The code reported in the wire body; defaults to the Sluice code in lower case. */
+  wireCode?: string | null;
+  cause?: unknown;
+}
+
+export class SluiceError extends Error {
+  readonly code: SluiceErrorCode;
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  readonly wireCode: string | null;
+
+  constructor(code: SluiceErrorCode, message: string, options: SluiceErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SluiceError';
+    this.code = code;
+    this.status = options.status ?? ERROR_CODES[code].status;
+    this.type = options.type ?? ERROR_CODES[code].type;
+    this.param = options.param ?? null;
+    this.wireCode = options.wireCode === undefined ? code.toLowerCase() : options.wireCode;
+  }
+
+  /** The OpenAI error object: `{"error":{"message","type","param","code"}}`. */
+  toJSON(): { error: { message: string; type: string; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.wireCode } };
+  }
+}
+
+/** Wraps anything thrown into a SluiceError (unknown errors become SLUICE_INTERNAL, without leaking internals). */
+export function toSluiceError(err: unknown): SluiceError {
+  if (err instanceof SluiceError) return err;
+  return new SluiceError('SLUICE_INTERNAL', 'internal error in the gateway', { cause: err });
+}
