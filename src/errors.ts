@@ -51,6 +51,8 @@ export interface SluiceErrorOptions {
   param?: string | null;
   /** The code reported in the wire body; defaults to the Sluice code in lower case. */
   wireCode?: string | null;
+  /** Response headers that go with the error before headers (e.g. an upstream's `retry-after`). */
+  headers?: Record<string, string>;
   cause?: unknown;
 }
 
@@ -60,6 +62,7 @@ export class SluiceError extends Error {
   readonly type: string;
   readonly param: string | null;
   readonly wireCode: string | null;
+  readonly headers: Readonly<Record<string, string>>;
 
   constructor(code: SluiceErrorCode, message: string, options: SluiceErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -69,6 +72,7 @@ export class SluiceError extends Error {
     this.type = options.type ?? ERROR_CODES[code].type;
     this.param = options.param ?? null;
     this.wireCode = options.wireCode === undefined ? code.toLowerCase() : options.wireCode;
+    this.headers = options.headers ?? {};
   }
 
   /** The OpenAI error object: `{"error":{"message","type","param","code"}}`. */

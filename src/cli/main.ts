@@ -1,4 +1,5 @@
 import { simCommand, SIM_HELP } from './sim-command.ts';
+import { serveCommand } from './serve-command.ts';
 import { UsageError } from './args.ts';
 
 const HELP = `Usage: sluice <command> [options]
@@ -11,6 +12,7 @@ Commands:
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
+  serve: serveCommand,
   sim: simCommand,
 };
 

@@ -1,0 +1,85 @@
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { startGatewayWithConfig } from '../gateway.ts';
+import { intOption } from './args.ts';
+
+export const SERVE_HELP = `Usage: sluice serve [options]
+
+Runs the gateway. With no upstream configured it starts the built-in simulator (no model) as its upstream.
+
+Options (each has an env twin; the config file has every key, see docs/config.md):
+  --host HOST       address to bind (default 127.0.0.1; env SLUICE_HOST)
+  --port N          port (default 8080; env SLUICE_PORT)
+  --upstream URL    OpenAI-compatible base URL ending in /v1, repeatable (env SLUICE_UPSTREAMS, comma-separated)
+  --config FILE     YAML config file (env SLUICE_CONFIG)
+  --api-key KEY     a client key clients must send as 'Authorization: Bearer KEY', repeatable
+                    (env SLUICE_API_KEYS, comma-separated)
+  --heartbeat-ms N  heartbeat interval on streams (default 15000; env SLUICE_HEARTBEAT_MS)
+  --quiet           no per-request log lines
+Precedence: flags > environment > config file > defaults.`;
+
+/** `sluice serve`: runs until SIGINT/SIGTERM, then drains in-flight streams. */
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      upstream: { type: 'string', multiple: true },
+      config: { type: 'string' },
+      'api-key': { type: 'string', multiple: true },
+      'heartbeat-ms': { type: 'string' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig(values.config ?? (process.env['SLUICE_CONFIG'] || undefined), process.env, {
+      host: values.host,
+      port: values.port === undefined ? undefined : intOption('--port', values.port, 8080, 0, 65535),
+      upstreams: values.upstream,
+      apiKeys: values['api-key'],
+      heartbeatMs: values['heartbeat-ms'] === undefined ? undefined : intOption('--heartbeat-ms', values['heartbeat-ms'], 15_000, 10),
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`sluice serve: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (values.quiet) config = { ...config, log: { ...config.log, requests: false } };
+  const gateway = await startGatewayWithConfig(config);
+  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  say(`sluice gateway listening on ${gateway.url}`);
+  if (gateway.simulator) {
+    say(`no upstream configured: using the built-in simulator (generated text, no model) at ${gateway.simulator.url}`);
+  } else {
+    for (const u of gateway.config.upstreams) say(`upstream ${u.name ?? new URL(u.url).host}: ${u.url}`);
+  }
+  const models = (await (await fetch(`${gateway.url}/models`, { headers: config.api_keys[0] ? { authorization: `Bearer ${config.api_keys[0]}` } : {} })).json()) as { data: Array<{ id: string }> };
+  const model = models.data[0]?.id ?? 'MODEL';
+  say(`models: ${models.data.map((m) => m.id).join(', ') || '(none discovered yet; see /ready)'}`);
+  const auth = config.api_keys.length > 0 ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
+  say(`try: curl -N ${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
+  if (!isLoopback(config.host) && config.api_keys.length === 0) {
+    say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`);
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  say('sluice: shutting down; letting in-flight streams finish');
+  await gateway.close();
+  return 0;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

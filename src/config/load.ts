@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type Config } from './schema.ts';
+
+/** A configuration mistake, reported as one line naming the key, the value and what is allowed. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Flags given on the command line (already parsed); undefined = not given. */
+export interface ConfigOverrides {
+  host?: string | undefined;
+  port?: number | undefined;
+  upstreams?: string[] | undefined;
+  apiKeys?: string[] | undefined;
+  heartbeatMs?: number | undefined;
+}
+
+/**
+ * Builds the configuration: defaults < config file < environment (SLUICE_*) < flags, then validates it.
+ * Throws ConfigError with a one-line message.
+ */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, flags: ConfigOverrides): Config {
+  let raw: Record<string, unknown> = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`config: cannot read ${file}: ${(err as Error).message}`);
+    }
+    let doc: unknown;
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new ConfigError(`config: ${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (doc !== null && doc !== undefined) {
+      if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config: ${file} must be a YAML mapping`);
+      raw = doc as Record<string, unknown>;
+    }
+  }
+  const envNum = (name: string): number | string | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    return Number.isFinite(n) ? n : v; // a non-number is left for the schema to reject by name
+  };
+  const envList = (name: string): string[] | undefined => {
+    const v = env[name];
+    return v === undefined || v === '' ? undefined : v.split(',').map((s) => s.trim()).filter(Boolean);
+  };
+  const set = (key: string, value: unknown): void => {
+    if (value !== undefined) raw[key] = value;
+  };
+  set('host', env['SLUICE_HOST']);
+  set('port', envNum('SLUICE_PORT'));
+  set('heartbeat_ms', envNum('SLUICE_HEARTBEAT_MS'));
+  set('api_keys', envList('SLUICE_API_KEYS'));
+  const envUpstreams = envList('SLUICE_UPSTREAMS');
+  if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
+  const origins = envList('SLUICE_CORS_ORIGINS');
+  if (origins) raw['cors'] = { ...(raw['cors'] as object | undefined), origins };
+
+  set('host', flags.host);
+  set('port', flags.port);
+  set('heartbeat_ms', flags.heartbeatMs);
+  set('api_keys', flags.apiKeys);
+  if (flags.upstreams && flags.upstreams.length > 0) raw['upstreams'] = flags.upstreams.map((url) => ({ url }));
+
+  return validateConfig(raw, file ?? 'config');
+}
+
+/** Validates a raw configuration object; throws ConfigError naming the first bad key. */
+export function validateConfig(raw: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(raw, { reportInput: true });
+  if (result.success) return result.data;
+  throw new ConfigError(`${source}: ${describeIssue(result.error.issues[0] as z.core.$ZodIssue, raw)}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  const key = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
+  if (issue.code === 'unrecognized_keys') {
+    const where = key ? `${key}.` : '';
+    return `unknown key '${where}${issue.keys.join(`', '${where}`)}' (see docs/config.md for the keys)`;
+  }
+  let value: unknown = raw;
+  for (const p of issue.path) value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[p as PropertyKey] : undefined;
+  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  return `${key || 'config'} = ${shown}: ${issue.message}`;
+}

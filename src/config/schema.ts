@@ -1,0 +1,84 @@
+import { z } from 'zod';
+
+/**
+ * The gateway's configuration: YAML file keys (snake_case), each with a flag and/or env twin (see docs/config.md).
+ * Validated with zod at start-up; a bad key stops start-up with one line naming it (src/config/load.ts).
+ */
+
+const ms = (def: number) => z.number().int().min(0).default(def);
+
+export const DIALECTS = ['auto', 'vllm', 'sglang', 'llamacpp', 'ollama', 'tgi', 'openai'] as const;
+
+const upstreamSchema = z.strictObject({
+  /** OpenAI-compatible base URL ending in /v1, as the SDKs' baseURL. */
+  url: z.url({ protocol: /^https?$/ }).refine((u) => /\/v1\/?$/.test(new URL(u).pathname), {
+    message: 'must be a base URL ending in /v1',
+  }),
+  name: z.string().min(1).optional(),
+  /** Sent upstream as `Authorization: Bearer`; never logged or returned to clients. */
+  api_key: z.string().min(1).optional(),
+  /** Read the key from this environment variable instead of the file. */
+  api_key_env: z.string().min(1).optional(),
+  /** Models this upstream serves; when omitted they are discovered from its /v1/models. */
+  models: z.array(z.string().min(1)).optional(),
+  dialect: z.enum(DIALECTS).default('auto'),
+  /** Upper bound on concurrent requests to this upstream; 0 = no limit. */
+  max_connections: z.number().int().min(0).default(0),
+});
+
+export const configSchema = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  upstreams: z.array(upstreamSchema).default([]),
+  /** Alias → model id served by some upstream. */
+  aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
+  /** Static client keys (Bearer). Empty: no auth. */
+  api_keys: z.array(z.string().min(8, 'keys must be at least 8 characters')).default([]),
+  cors: z
+    .strictObject({
+      /** Allowed browser origins; ["*"] allows any. Empty: no CORS headers. */
+      origins: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
+  heartbeat_ms: z.number().int().min(10).default(15_000),
+  timeouts: z
+    .strictObject({
+      connect_ms: ms(5_000),
+      first_byte_ms: ms(300_000),
+      idle_ms: ms(60_000),
+      total_ms: ms(1_800_000),
+      /** A client that reads nothing for this long while its buffer is full is disconnected. */
+      client_stall_ms: ms(30_000),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      max_body_bytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+      /** Largest SSE line/event accepted from an upstream. */
+      max_event_bytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+      /** Largest non-streamed upstream response (or error body) read. */
+      max_response_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+    })
+    .prefault({}),
+  discovery_interval_ms: z.number().int().min(0).default(30_000),
+  /** On SIGTERM, in-flight streams get this long to finish before they are ended with an error frame. */
+  drain_timeout_ms: ms(30_000),
+  log: z
+    .strictObject({
+      /** One JSON line per request on stdout. */
+      requests: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** Built-in simulator settings, used when no upstream is configured. */
+  sim: z
+    .strictObject({
+      ttft_ms: ms(120),
+      itl_ms: ms(25),
+      tokens: z.number().int().min(1).default(32),
+    })
+    .prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;

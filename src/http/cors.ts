@@ -1,0 +1,52 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/**
+ * CORS for browsers: an origin allowlist (`["*"]` allows any). Preflights are answered here; the request headers a
+ * browser asks for are allowed (Authorization, Content-Type, and the SDKs' own `x-stainless-*` headers), and
+ * `X-Request-Id` is exposed so pages can read it.
+ */
+export class Cors {
+  readonly #any: boolean;
+  readonly #origins: Set<string>;
+
+  constructor(origins: readonly string[]) {
+    this.#any = origins.includes('*');
+    this.#origins = new Set(origins);
+  }
+
+  /** The Access-Control-Allow-Origin value for this request, or undefined when not allowed. */
+  allowed(req: IncomingMessage): string | undefined {
+    const origin = req.headers.origin;
+    if (origin === undefined) return undefined;
+    if (this.#any) return '*';
+    return this.#origins.has(origin) ? origin : undefined;
+  }
+
+  /** Adds CORS headers to a normal response. */
+  apply(req: IncomingMessage, res: ServerResponse): void {
+    const allow = this.allowed(req);
+    if (allow === undefined) return;
+    res.setHeader('access-control-allow-origin', allow);
+    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
+    if (allow !== '*') res.setHeader('vary', 'Origin');
+  }
+
+  /** Answers an OPTIONS preflight: 204 with the allowances, or 403 for an origin not on the list. */
+  preflight(req: IncomingMessage, res: ServerResponse): void {
+    const allow = this.allowed(req);
+    if (allow === undefined) {
+      res.writeHead(403, { 'content-type': 'text/plain' });
+      res.end('origin not allowed');
+      return;
+    }
+    const requested = req.headers['access-control-request-headers'];
+    res.writeHead(204, {
+      'access-control-allow-origin': allow,
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-headers': requested && /^[\w\-, ]{1,2000}$/.test(requested) ? requested : 'authorization, content-type, x-request-id',
+      'access-control-max-age': '600',
+      ...(allow === '*' ? {} : { vary: 'Origin' }),
+    });
+    res.end();
+  }
+}

@@ -1,0 +1,80 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { SluiceError, toSluiceError } from '../errors.ts';
+import type { GatewayContext } from './context.ts';
+import { handleGenerate, type RequestInfo } from './generate.ts';
+import { sendJsonError } from './send-error.ts';
+import type { RequestKind } from '../openai/request.ts';
+
+const GENERATE_ROUTES: Record<string, RequestKind> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/completions': 'completion',
+  '/v1/responses': 'responses',
+  '/v1/embeddings': 'embeddings',
+};
+
+const REQUEST_ID = /^[\w.:\-]{1,128}$/;
+
+/** Creates the gateway's HTTP server: routing, request ids, CORS, auth, and the JSON endpoints. */
+export function createGatewayServer(ctx: GatewayContext): Server {
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+    route(ctx, req, res).catch((err: unknown) => {
+      sendJsonError(res, toSluiceError(err));
+    });
+  });
+  return server;
+}
+
+async function route(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const given = req.headers['x-request-id'];
+  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString('hex')}`;
+  res.setHeader('x-request-id', id);
+  res.setHeader('x-sluice-gateway', ctx.version);
+  ctx.cors.apply(req, res);
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const method = req.method ?? 'GET';
+
+  if (method === 'OPTIONS') return ctx.cors.preflight(req, res);
+
+  if (path === '/health') return json(res, 200, { status: 'ok' });
+  if (path === '/ready') {
+    const upstreams = ctx.registry.upstreams.map((u) => ({ name: u.name, healthy: u.healthy, models: [...u.models], ...(u.lastError ? { error: u.lastError } : {}) }));
+    return json(res, ctx.registry.anyHealthy ? 200 : 503, { status: ctx.registry.anyHealthy ? 'ready' : 'unavailable', upstreams });
+  }
+
+  if (path.startsWith('/v1/') && !ctx.keys.check(req.headers.authorization)) {
+    req.resume();
+    return sendJsonError(
+      res,
+      new SluiceError('SLUICE_UNAUTHORIZED', req.headers.authorization ? 'Incorrect API key provided.' : "Missing API key: send 'Authorization: Bearer <key>'.", { wireCode: 'invalid_api_key' }),
+      { 'www-authenticate': 'Bearer' },
+    );
+  }
+
+  if (path === '/v1/models') {
+    if (method !== 'GET') return methodNotAllowed(req, res, 'GET');
+    const data = ctx.registry.models().map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by }));
+    return json(res, 200, { object: 'list', data });
+  }
+  const kind = GENERATE_ROUTES[path];
+  if (kind !== undefined) {
+    if (method !== 'POST') return methodNotAllowed(req, res, 'POST');
+    const info: RequestInfo = { id, method, path, startedPerf: performance.now() };
+    return handleGenerate(ctx, kind, req, res, info);
+  }
+  req.resume();
+  sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));
+}
+
+function methodNotAllowed(req: IncomingMessage, res: ServerResponse, allow: string): void {
+  req.resume();
+  sendJsonError(res, new SluiceError('SLUICE_METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allow}.`), { allow });
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

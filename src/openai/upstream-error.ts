@@ -1,0 +1,88 @@
+/**
+ * Turns an engine's error body — before headers (HTTP error) or in-band (an error frame) — into OpenAI's error
+ * object. Shapes seen: OpenAI/vLLM ≥0.8 `{"error":{message,type,param,code}}`; older vLLM/SGLang
+ * `{"object":"error","message","type","param","code"}`; TGI `{"error":"…","error_type":"…"}`; FastAPI `{"detail":…}`;
+ * llama.cpp `{"error":{"code","message","type"}}`; anything else as text.
+ */
+export interface OpenAIErrorObject {
+  message: string;
+  type: string;
+  param: string | null;
+  code: string | number | null;
+}
+
+const MAX_MESSAGE = 2_000;
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length > 0 ? v : undefined;
+}
+
+function typeForStatus(status: number): string {
+  if (status === 401 || status === 403) return 'authentication_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 400 && status < 500) return 'invalid_request_error';
+  return 'server_error';
+}
+
+/** Normalizes a parsed or raw error body. `status` is the HTTP status (or the in-band code when there is one). */
+export function normalizeUpstreamError(body: unknown, status: number): OpenAIErrorObject {
+  let message: string | undefined;
+  let type: string | undefined;
+  let param: string | null = null;
+  let code: string | number | null = null;
+  if (typeof body === 'string') {
+    const text = body;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      message = text.trim();
+    }
+  }
+  if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
+    const o = body as Record<string, unknown>;
+    const inner = o['error'];
+    if (inner !== null && typeof inner === 'object' && !Array.isArray(inner)) {
+      const e = inner as Record<string, unknown>;
+      message = str(e['message']);
+      type = str(e['type']);
+      param = str(e['param']) ?? null;
+      code = typeof e['code'] === 'string' || typeof e['code'] === 'number' ? e['code'] : null;
+    } else if (typeof inner === 'string') {
+      message = inner;
+      type = str(o['error_type']);
+    } else {
+      message = str(o['message']) ?? (o['detail'] === undefined ? undefined : typeof o['detail'] === 'string' ? o['detail'] : JSON.stringify(o['detail']));
+      type = str(o['type']);
+      param = str(o['param']) ?? null;
+      code = typeof o['code'] === 'string' || typeof o['code'] === 'number' ? o['code'] : null;
+    }
+  }
+  message = (message ?? `upstream answered HTTP ${status}`).slice(0, MAX_MESSAGE);
+  // Engines use Python exception names as types (vLLM "BadRequestError"); clients switch on OpenAI's types.
+  const openaiTypes = new Set(['invalid_request_error', 'authentication_error', 'not_found_error', 'rate_limit_error', 'server_error', 'timeout_error', 'permission_error']);
+  if (type === undefined || !openaiTypes.has(type)) type = typeForStatus(status);
+  return { message, type, param, code };
+}
+
+/** Whether an SSE data payload is an in-band error object rather than a chunk (cheap prefix check, then parse). */
+export function parseInBandError(data: string): OpenAIErrorObject | null {
+  // Chunks start with {"id" (vLLM, SGLang, llama.cpp, Ollama, TGI); errors with {"error" or {"object":"error".
+  const head = data.slice(0, 24).replace(/\s+/g, '');
+  if (!head.startsWith('{"error"') && !head.startsWith('{"object":"error"')) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(data);
+  } catch {
+    return null;
+  }
+  const o = parsed as Record<string, unknown>;
+  const inner = o['error'];
+  const status =
+    inner !== null && typeof inner === 'object' && typeof (inner as Record<string, unknown>)['code'] === 'number'
+      ? ((inner as Record<string, unknown>)['code'] as number)
+      : typeof o['code'] === 'number'
+        ? o['code']
+        : 500;
+  return normalizeUpstreamError(parsed, status);
+}

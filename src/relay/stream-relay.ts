@@ -1,0 +1,323 @@
+import type { Readable } from 'node:stream';
+import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
+import { SluiceError, type SluiceErrorCode } from '../errors.ts';
+import { parseInBandError } from '../openai/upstream-error.ts';
+import { readUsage, stripUsage, type TokenUsage } from '../openai/usage.ts';
+import type { Ticker, Tickable } from './ticker.ts';
+import type { StreamWriter } from './writer.ts';
+
+/** Which OpenAI stream is relayed: chat and completions use bare `data:` frames; responses keep `event:` names. */
+export type StreamKind = 'chat' | 'completion' | 'responses';
+
+export type Outcome =
+  | 'completed'
+  | 'client_aborted'
+  | 'client_stalled'
+  | 'upstream_error'
+  | 'truncated'
+  | 'timeout'
+  | 'shutdown';
+
+export interface RelayTimeouts {
+  firstByteMs: number;
+  idleMs: number;
+  totalMs: number;
+  clientStallMs: number;
+}
+
+export interface RelayOptions {
+  kind: StreamKind;
+  writer: StreamWriter;
+  ticker: Ticker;
+  heartbeatMs: number;
+  timeouts: RelayTimeouts;
+  /** The client asked for the usage chunk (`stream_options.include_usage`); otherwise it is metered and dropped. */
+  clientWantsUsage: boolean;
+  /** Choices expected (`n`); a stream is complete when this many finish reasons were seen. */
+  choices: number;
+  maxEventBytes: number;
+  onFinish(result: RelayResult): void;
+}
+
+export interface RelayResult {
+  outcome: Outcome;
+  error: SluiceError | undefined;
+  usage: TokenUsage | undefined;
+  /** ms from the relay's start to the first upstream event; undefined when none came. */
+  ttftMs: number | undefined;
+  durationMs: number;
+}
+
+const FINISH_KEY = '"finish_reason":';
+
+/**
+ * One stream's life, from the moment a request is accepted until its response ends: heartbeats (also while the
+ * upstream is connecting, queueing or prefilling), upstream events to the client with usage metering, backpressure,
+ * the four timeouts, abort on client disconnect, and the error frame or synthesized `[DONE]` at the end.
+ *
+ * The transport is behind `StreamWriter` and the upstream is any Readable of SSE bytes, so WebSocket, resumable
+ * streams and mid-stream failover can reuse this without change: `attach` may be called again with a new upstream.
+ */
+export class StreamRelay implements Tickable {
+  readonly #o: RelayOptions;
+  readonly #abort = new AbortController();
+  readonly #parser: SseParser;
+  readonly #startedAt: number;
+  readonly #startedPerf = performance.now();
+  #body: Readable | undefined;
+  #finished = false;
+  #lastWriteAt: number;
+  #lastReadAt = 0;
+  #firstEventPerf: number | undefined;
+  #stalledSince = 0;
+  #finishes = 0;
+  #usage: TokenUsage | undefined;
+  #responsesTerminal = false;
+
+  constructor(options: RelayOptions) {
+    this.#o = options;
+    this.#startedAt = options.ticker.now;
+    this.#lastWriteAt = this.#startedAt;
+    this.#parser = createParser({ onEvent: (ev) => this.#onEvent(ev) }, { maxBufferBytes: options.maxEventBytes });
+    options.ticker.add(this);
+  }
+
+  /** Aborted when the stream ends for any reason other than completion: pass it to the upstream request. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  /** Streams a 2xx `text/event-stream` upstream body to the client. */
+  attach(body: Readable): void {
+    if (this.#finished) {
+      body.destroy();
+      return;
+    }
+    this.#body = body;
+    this.#o.writer.open();
+    this.#lastReadAt = this.#o.ticker.now;
+    body.on('data', (chunk: Buffer) => this.#onData(chunk));
+    body.on('end', () => this.#onEnd());
+    body.on('error', (err) => this.#onUpstreamError(err));
+  }
+
+  /** The client connection closed. Before the end of the stream, this aborts the upstream at once. */
+  clientClosed(): void {
+    if (!this.#finished) this.#finish('client_aborted', undefined);
+  }
+
+  /** Ends the stream with an error visible to the client (JSON before headers, an error event after). */
+  fail(err: SluiceError, outcome: Outcome = 'upstream_error'): void {
+    if (!this.#finished) this.#finish(outcome, err);
+  }
+
+  tick(now: number): void {
+    if (this.#finished) return;
+    const o = this.#o;
+    const t = o.timeouts;
+    if (this.#stalledSince !== 0) {
+      if (t.clientStallMs > 0 && now - this.#stalledSince >= t.clientStallMs) {
+        this.#finish('client_stalled', new SluiceError('SLUICE_CLIENT_STALLED', `client read nothing for ${t.clientStallMs} ms`));
+      }
+      return; // a paused upstream is not idle, and heartbeats would only add to a full buffer
+    }
+    if (t.totalMs > 0 && now - this.#startedAt >= t.totalMs) {
+      return this.#timeout('SLUICE_TOTAL_TIMEOUT', `stream exceeded the total timeout of ${t.totalMs} ms`);
+    }
+    if (this.#firstEventPerf === undefined) {
+      if (t.firstByteMs > 0 && now - this.#startedAt >= t.firstByteMs) {
+        return this.#timeout('SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT', `upstream sent no event within ${t.firstByteMs} ms`);
+      }
+    } else if (t.idleMs > 0 && now - this.#lastReadAt >= t.idleMs) {
+      return this.#timeout('SLUICE_UPSTREAM_IDLE_TIMEOUT', `upstream sent nothing for ${t.idleMs} ms`);
+    }
+    if (now - this.#lastWriteAt >= o.heartbeatMs) {
+      // Commits the stream if the upstream has not answered yet: from here on, failures become error frames.
+      o.writer.open();
+      o.writer.heartbeat();
+      this.#flush();
+    }
+  }
+
+  #timeout(code: SluiceErrorCode, message: string): void {
+    this.#finish('timeout', new SluiceError(code, message));
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#finished) return;
+    this.#lastReadAt = this.#o.ticker.now;
+    try {
+      this.#parser.feed(chunk);
+    } catch (err) {
+      if (err instanceof SseBufferOverflowError) {
+        this.#finish('upstream_error', new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', err.message));
+        return;
+      }
+      throw err;
+    }
+    if (!this.#finished) this.#flush();
+  }
+
+  #flush(): void {
+    const w = this.#o.writer;
+    this.#lastWriteAt = this.#o.ticker.now;
+    if (w.flush() || this.#stalledSince !== 0) return;
+    // The client's buffer is full: stop reading the upstream until it drains (bounded memory per stream).
+    this.#stalledSince = this.#o.ticker.now;
+    this.#body?.pause();
+    w.onDrain(() => {
+      this.#stalledSince = 0;
+      this.#lastReadAt = this.#o.ticker.now;
+      if (!this.#finished) this.#body?.resume();
+    });
+  }
+
+  #onEvent(ev: SseEvent): void {
+    if (this.#finished) return;
+    if (this.#firstEventPerf === undefined) this.#firstEventPerf = performance.now();
+    const o = this.#o;
+    const data = ev.data;
+    if (o.kind === 'responses') return this.#onResponsesEvent(ev);
+
+    if (data === '[DONE]') {
+      o.writer.done();
+      this.#finish('completed', undefined);
+      return;
+    }
+    const inBand = parseInBandError(data);
+    if (inBand) {
+      const code = typeof inBand.code === 'number' ? inBand.code : 500;
+      const status = code >= 400 && code < 600 ? code : 502;
+      this.#finish(
+        'upstream_error',
+        new SluiceError('SLUICE_UPSTREAM_ERROR', inBand.message, { status, type: inBand.type, param: inBand.param, wireCode: inBand.code === null ? null : String(inBand.code) }),
+      );
+      return;
+    }
+    let out = data;
+    const usageAt = data.indexOf('"usage"');
+    if (usageAt !== -1) {
+      const usage = readUsage(data);
+      if (usage) {
+        this.#usage = usage;
+        if (!o.clientWantsUsage) {
+          const stripped = stripUsage(data);
+          if (stripped === null) return; // a usage-only chunk the client did not ask for
+          out = stripped;
+        }
+      }
+    }
+    // Cheap completeness tracking: a non-null finish_reason is `"finish_reason":"…"` (engines may add a space).
+    let at = data.indexOf(FINISH_KEY);
+    while (at !== -1) {
+      let p = at + FINISH_KEY.length;
+      if (data.charCodeAt(p) === 0x20) p++;
+      if (data.charCodeAt(p) === 0x22) this.#finishes++;
+      at = data.indexOf(FINISH_KEY, p);
+    }
+    o.writer.data(out);
+  }
+
+  #onResponsesEvent(ev: SseEvent): void {
+    const o = this.#o;
+    const type = ev.event;
+    if (type === 'error' || (type === undefined && ev.data.startsWith('{"type":"error"'))) {
+      let message = 'upstream reported an error';
+      let code: string | null = null;
+      try {
+        const e = JSON.parse(ev.data) as Record<string, unknown>;
+        const inner = (e['error'] as Record<string, unknown> | undefined) ?? e;
+        if (typeof inner['message'] === 'string') message = inner['message'];
+        if (typeof inner['code'] === 'string') code = inner['code'];
+      } catch {
+        // keep the generic message
+      }
+      this.#finish('upstream_error', new SluiceError('SLUICE_UPSTREAM_ERROR', message, { wireCode: code }));
+      return;
+    }
+    if (type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed') {
+      this.#responsesTerminal = true;
+      const usage = readUsage(ev.data);
+      if (usage) this.#usage = usage;
+    }
+    if (ev.data === '[DONE]') {
+      // Not part of OpenAI's Responses stream; some engines add it. Clients expect the stream to end here.
+      if (this.#responsesTerminal) this.#finish('completed', undefined);
+      return;
+    }
+    if (type === undefined) o.writer.data(ev.data);
+    else o.writer.named(type, ev.data);
+    if (this.#responsesTerminal) this.#finish('completed', undefined);
+  }
+
+  #onEnd(): void {
+    if (this.#finished) return;
+    const o = this.#o;
+    if (o.kind === 'responses' ? this.#responsesTerminal : this.#finishes >= o.choices) {
+      // Engines such as llama.cpp and Ollama end without [DONE]; the answer is complete, so synthesize it.
+      if (o.kind !== 'responses') o.writer.done();
+      this.#finish('completed', undefined);
+      return;
+    }
+    this.#finish('truncated', new SluiceError('SLUICE_UPSTREAM_TRUNCATED', 'upstream ended the stream before the answer was complete'));
+  }
+
+  #onUpstreamError(err: Error): void {
+    if (this.#finished) return;
+    this.#finish('truncated', new SluiceError('SLUICE_UPSTREAM_TRUNCATED', `upstream connection failed mid-stream: ${err.message}`, { cause: err }));
+  }
+
+  #finish(outcome: Outcome, error: SluiceError | undefined): void {
+    this.#finished = true;
+    const o = this.#o;
+    o.ticker.delete(this);
+    const w = o.writer;
+    if (outcome === 'completed') {
+      w.end();
+      this.#releaseUpstream();
+    } else {
+      // Abort first: a disconnected client must free the GPU at once.
+      this.#abort.abort(error ?? new SluiceError('SLUICE_CLIENT_ABORTED', 'client closed the connection'));
+      this.#body?.destroy();
+      if (outcome === 'client_aborted') {
+        w.destroy();
+      } else if (outcome === 'client_stalled') {
+        w.destroy();
+      } else if (error) {
+        w.fail(error, () => {
+          if (o.kind === 'responses') {
+            const e = error.toJSON().error;
+            w.named('error', JSON.stringify({ type: 'error', code: e.code, message: e.message, param: e.param }));
+          } else {
+            w.data(JSON.stringify(error.toJSON()));
+          }
+        });
+      } else {
+        w.end();
+      }
+    }
+    o.onFinish({
+      outcome,
+      error,
+      usage: this.#usage,
+      ttftMs: this.#firstEventPerf === undefined ? undefined : this.#firstEventPerf - this.#startedPerf,
+      durationMs: performance.now() - this.#startedPerf,
+    });
+  }
+
+  /** After [DONE], let the upstream response end by itself so its connection is reused; cut it if it lingers. */
+  #releaseUpstream(): void {
+    const body = this.#body;
+    if (!body || body.readableEnded || body.destroyed) return;
+    body.removeAllListeners('data');
+    body.on('error', () => {});
+    const timer = setTimeout(() => body.destroy(), 2_000);
+    timer.unref();
+    body.once('close', () => clearTimeout(timer));
+    body.resume();
+  }
+}

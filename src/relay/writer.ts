@@ -1,0 +1,32 @@
+import type { SluiceError } from '../errors.ts';
+
+/**
+ * Where a relayed stream goes. The relay speaks in events; a writer turns them into a transport's bytes (SSE over
+ * HTTP/1.1 or HTTP/2 here; WebSocket messages elsewhere). Events are queued and written together by `flush()`, so
+ * one upstream read becomes one write.
+ */
+export interface StreamWriter {
+  /** Commits the response (status 200 and stream headers). Idempotent. */
+  open(): void;
+  readonly opened: boolean;
+  /** A `data:` event (chat/completions chunk JSON or `[DONE]` is `done()`). */
+  data(json: string): void;
+  /** A named event (`/v1/responses` framing). */
+  named(event: string, json: string): void;
+  heartbeat(): void;
+  done(): void;
+  /** Writes what was queued. false: the client's buffer is full; wait for `onDrain`. */
+  flush(): boolean;
+  onDrain(cb: () => void): void;
+  /** Ends the response normally (after `done()` or an error event). */
+  end(): void;
+  /** Reports an error the client can see: the HTTP error response when headers were not sent yet, otherwise the
+   * in-band error event for this stream's kind; then ends the response. */
+  fail(err: SluiceError, inBand: () => void): void;
+  /** Tears the connection down (stalled client, shutdown). */
+  destroy(): void;
+  /** True once the client connection is gone or ended. */
+  readonly closed: boolean;
+  /** Bytes buffered in the client connection, not yet sent. */
+  readonly pendingBytes: number;
+}

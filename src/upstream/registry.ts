@@ -1,0 +1,103 @@
+import type { Config } from '../config/schema.ts';
+import { Upstream } from './upstream.ts';
+
+export interface ModelEntry {
+  id: string;
+  owned_by: string;
+  /** Alias target, when this entry is an alias. */
+  alias_of?: string;
+}
+
+/**
+ * All upstreams and the models they serve: discovery from each upstream's /v1/models (at start and every
+ * `discovery_interval_ms`), static model lists and aliases from config, and routing by model to replicas ordered by
+ * health, then fewest in-flight requests.
+ */
+export class Registry {
+  readonly upstreams: Upstream[];
+  readonly #aliases: Record<string, string>;
+  #timer: NodeJS.Timeout | undefined;
+  #rr = 0;
+
+  constructor(config: Config, env: NodeJS.ProcessEnv = process.env) {
+    this.upstreams = config.upstreams.map((u, i) => new Upstream(u, i, config.timeouts.connect_ms, env));
+    this.#aliases = config.aliases;
+  }
+
+  /** Discovers models once, then periodically (0 = only at start). */
+  async start(intervalMs: number): Promise<void> {
+    await this.discover();
+    if (intervalMs > 0) {
+      this.#timer = setInterval(() => void this.discover(), intervalMs);
+      this.#timer.unref();
+    }
+  }
+
+  /** Asks every upstream for its models; failures mark the upstream unhealthy and keep its last known list. */
+  async discover(): Promise<void> {
+    await Promise.all(this.upstreams.map((u) => this.#discoverOne(u)));
+  }
+
+  async #discoverOne(u: Upstream): Promise<void> {
+    try {
+      const res = await u.pool.request({
+        method: 'GET',
+        path: u.path('/models'),
+        headers: u.headers({ accept: 'application/json' }),
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`GET /models answered ${res.statusCode}`);
+      const parsed = JSON.parse(text) as { data?: Array<{ id?: unknown; owned_by?: unknown }> };
+      if (!u.staticModels) {
+        const next = new Set<string>();
+        for (const m of parsed.data ?? []) if (typeof m.id === 'string') next.add(m.id);
+        u.models = next;
+      }
+      for (const m of parsed.data ?? []) {
+        if (typeof m.id === 'string') u.owners.set(m.id, typeof m.owned_by === 'string' ? m.owned_by : u.name);
+      }
+      u.markHealthy();
+    } catch (err) {
+      u.markFailed(`model discovery failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Resolves an alias to the model id upstreams know. */
+  resolve(model: string): string {
+    return this.#aliases[model] ?? model;
+  }
+
+  /** Replicas serving `model`, best first: healthy before unhealthy, then fewest in-flight, ties rotated. */
+  route(model: string): Upstream[] {
+    const id = this.resolve(model);
+    const replicas = this.upstreams.filter((u) => u.models.has(id));
+    if (replicas.length <= 1) return replicas;
+    const start = this.#rr++ % replicas.length;
+    const rotated = replicas.slice(start).concat(replicas.slice(0, start));
+    return rotated.sort((a, b) => Number(b.healthy) - Number(a.healthy) || a.inFlight - b.inFlight);
+  }
+
+  /** Every model and alias, merged across upstreams. */
+  models(): ModelEntry[] {
+    const seen = new Map<string, ModelEntry>();
+    for (const u of this.upstreams) {
+      for (const id of u.models) if (!seen.has(id)) seen.set(id, { id, owned_by: u.owners.get(id) ?? u.name });
+    }
+    for (const [alias, target] of Object.entries(this.#aliases)) {
+      const t = seen.get(target);
+      if (t && !seen.has(alias)) seen.set(alias, { id: alias, owned_by: t.owned_by, alias_of: target });
+    }
+    return [...seen.values()];
+  }
+
+  get anyHealthy(): boolean {
+    return this.upstreams.some((u) => u.healthy && u.models.size > 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await Promise.all(this.upstreams.map((u) => u.close()));
+  }
+}

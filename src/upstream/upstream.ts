@@ -1,0 +1,82 @@
+import { Pool } from 'undici';
+import type { UpstreamConfig } from '../config/schema.ts';
+
+/** After a failure, an upstream is skipped (unless nothing else is left) for this long, then tried again. */
+const COOLDOWN_MS = 5_000;
+
+/**
+ * One OpenAI-compatible engine endpoint: its pooled keep-alive connections (undici Pool), the models it serves,
+ * in-flight count for balancing, and passive/active health.
+ */
+export class Upstream {
+  readonly name: string;
+  /** Origin + path prefix, e.g. http://gpu1:8000/v1 (no trailing slash). */
+  readonly baseUrl: string;
+  readonly #pathPrefix: string;
+  readonly pool: Pool;
+  readonly staticModels: readonly string[] | undefined;
+  readonly dialect: UpstreamConfig['dialect'];
+  readonly maxConnections: number;
+  models = new Set<string>();
+  /** owned_by per model, from discovery. */
+  owners = new Map<string, string>();
+  inFlight = 0;
+  #unhealthyUntil = 0;
+  lastError: string | undefined;
+  /** Authorization header value; kept out of logs and client responses. */
+  readonly #authorization: string | undefined;
+
+  constructor(config: UpstreamConfig, index: number, connectTimeoutMs: number, env: NodeJS.ProcessEnv = process.env) {
+    const url = new URL(config.url);
+    this.baseUrl = config.url.replace(/\/+$/, '');
+    this.#pathPrefix = url.pathname.replace(/\/+$/, '');
+    this.name = config.name ?? `${url.host}`;
+    if (config.name === undefined && index > 0) this.name = `${url.host}#${index}`;
+    const key = config.api_key ?? (config.api_key_env ? env[config.api_key_env] : undefined);
+    this.#authorization = key ? `Bearer ${key}` : undefined;
+    this.staticModels = config.models;
+    if (config.models) for (const m of config.models) this.models.add(m);
+    this.dialect = config.dialect;
+    this.maxConnections = config.max_connections;
+    this.pool = new Pool(url.origin, {
+      connect: { timeout: connectTimeoutMs },
+      // Sluice's own relay enforces first-byte and idle timeouts with distinct codes; undici's are off.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: 30_000,
+      ...(config.max_connections > 0 ? { connections: config.max_connections } : {}),
+    });
+  }
+
+  /** Path on the upstream for an OpenAI path such as `/chat/completions`. */
+  path(openaiPath: string): string {
+    return `${this.#pathPrefix}${openaiPath}`;
+  }
+
+  /** Headers for an upstream request (auth included). */
+  headers(extra: Record<string, string>): Record<string, string> {
+    return this.#authorization ? { ...extra, authorization: this.#authorization } : extra;
+  }
+
+  get healthy(): boolean {
+    return Date.now() >= this.#unhealthyUntil;
+  }
+
+  markFailed(reason: string): void {
+    this.lastError = reason;
+    this.#unhealthyUntil = Date.now() + COOLDOWN_MS;
+  }
+
+  markHealthy(): void {
+    this.lastError = undefined;
+    this.#unhealthyUntil = 0;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}
