@@ -56,7 +56,10 @@ export async function startGatewayWithConfig(
   }
   const registry = new Registry(config, hooks.env ?? process.env);
   await registry.start(config.discovery_interval_ms);
-  const ticker = new Ticker(Math.max(5, Math.min(1_000, Math.floor(config.heartbeat_ms / 5))));
+  // The ticker's period bounds how late a heartbeat or timeout can fire: a fifth of the shortest one, 5 ms–1 s.
+  const t = config.timeouts;
+  const shortest = Math.min(config.heartbeat_ms, ...[t.first_byte_ms, t.idle_ms, t.total_ms, t.client_stall_ms].filter((v) => v > 0));
+  const ticker = new Ticker(Math.max(5, Math.min(1_000, Math.floor(shortest / 5))));
   const ctx: GatewayContext = {
     config,
     registry,

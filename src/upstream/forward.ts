@@ -61,6 +61,7 @@ function isConnectFailure(err: unknown): boolean {
 export async function forward(replicas: readonly Upstream[], req: ForwardRequest): Promise<Forwarded> {
   let last: SluiceError | undefined;
   let connectFailures = 0;
+  let connectTimeouts = 0;
   for (const upstream of replicas) {
     if (req.signal.aborted) break;
     upstream.inFlight++;
@@ -87,6 +88,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       const timedOut = (err as { code?: unknown }).code === 'UND_ERR_CONNECT_TIMEOUT';
       upstream.markFailed((err as Error).message);
       connectFailures++;
+      if (timedOut) connectTimeouts++;
       last = new SluiceError(
         timedOut ? 'SLUICE_UPSTREAM_CONNECT_TIMEOUT' : 'SLUICE_UPSTREAM_CONNECT_ERROR',
         `upstream ${upstream.name}: ${timedOut ? 'connect timed out' : `cannot connect (${String((err as { code?: unknown }).code ?? (err as Error).message)})`}`,
@@ -114,6 +116,8 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
   }
   if (req.signal.aborted && req.signal.reason instanceof SluiceError) throw req.signal.reason;
   if (last === undefined) throw new SluiceError('SLUICE_NO_HEALTHY_UPSTREAM', 'no upstream is available for this model');
+  // Every replica timed out connecting: that is the distinct connect-timeout error (504), not an outage.
+  if (connectTimeouts === replicas.length) throw last;
   if (connectFailures === replicas.length) {
     throw new SluiceError('SLUICE_NO_HEALTHY_UPSTREAM', `no healthy upstream: every replica failed (${last.message})`, { cause: last });
   }
