@@ -1,10 +1,11 @@
 import type { Readable } from 'node:stream';
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
 import { SluiceError, type SluiceErrorCode } from '../errors.ts';
-import { parseInBandError } from '../openai/upstream-error.ts';
+import { parseInBandError, type OpenAIErrorObject } from '../openai/upstream-error.ts';
 import { readUsage, stripUsage, type TokenUsage } from '../openai/usage.ts';
 import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
+import type { ChunkNormalizer } from './normalizer.ts';
 
 /** Which OpenAI stream is relayed: chat and completions use bare `data:` frames; responses keep `event:` names. */
 export type StreamKind = 'chat' | 'completion' | 'responses';
@@ -73,6 +74,7 @@ export class StreamRelay implements Tickable {
   #finishes = 0;
   #usage: TokenUsage | undefined;
   #responsesTerminal = false;
+  #normalizer: ChunkNormalizer | undefined;
 
   constructor(options: RelayOptions) {
     this.#o = options;
@@ -91,13 +93,17 @@ export class StreamRelay implements Tickable {
     return this.#finished;
   }
 
-  /** Streams a 2xx `text/event-stream` upstream body to the client. */
-  attach(body: Readable): void {
+  /**
+   * Streams a 2xx `text/event-stream` upstream body to the client, through the upstream dialect's normalizer when
+   * it has one (chat/completions only; engines that already speak OpenAI's stream need none).
+   */
+  attach(body: Readable, normalizer?: ChunkNormalizer): void {
     if (this.#finished) {
       body.destroy();
       return;
     }
     this.#body = body;
+    this.#normalizer = normalizer;
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;
     body.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -188,16 +194,34 @@ export class StreamRelay implements Tickable {
       this.#finish('completed', undefined);
       return;
     }
-    const inBand = parseInBandError(data);
-    if (inBand) {
-      const code = typeof inBand.code === 'number' ? inBand.code : 500;
-      const status = code >= 400 && code < 600 ? code : 502;
-      this.#finish(
-        'upstream_error',
-        new SluiceError('SLUICE_UPSTREAM_ERROR', inBand.message, { status, type: inBand.type, param: inBand.param, wireCode: inBand.code === null ? null : String(inBand.code) }),
-      );
+    if (this.#normalizer) {
+      const r = this.#normalizer.chunk(data);
+      if (r === null) return;
+      if (typeof r === 'string') return this.#onChunk(r);
+      if ('error' in r) return this.#upstreamError(r.error);
+      for (const d of r as readonly string[]) {
+        this.#onChunk(d);
+        if (this.#finished) return;
+      }
       return;
     }
+    this.#onChunk(data);
+  }
+
+  #upstreamError(e: OpenAIErrorObject): void {
+    const code = typeof e.code === 'number' ? e.code : 500;
+    const status = code >= 400 && code < 600 ? code : 502;
+    this.#finish(
+      'upstream_error',
+      new SluiceError('SLUICE_UPSTREAM_ERROR', e.message, { status, type: e.type, param: e.param, wireCode: e.code === null ? null : String(e.code) }),
+    );
+  }
+
+  /** One chat/completions chunk: in-band errors, usage metering and stripping, completeness tracking. */
+  #onChunk(data: string): void {
+    const o = this.#o;
+    const inBand = parseInBandError(data);
+    if (inBand) return this.#upstreamError(inBand);
     let out = data;
     const usageAt = data.indexOf('"usage"');
     if (usageAt !== -1) {

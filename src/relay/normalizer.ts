@@ -1,0 +1,13 @@
+import type { OpenAIErrorObject } from '../openai/upstream-error.ts';
+
+/**
+ * An engine dialect's per-chunk fix-up, applied by the relay to every upstream `data:` payload of a chat or
+ * completions stream before metering and framing. Return the payload unchanged (the common, zero-copy case), a
+ * rewritten one, several (e.g. a synthesized role chunk first), none (`null`, to drop it), or an error to end the
+ * stream with OpenAI's error frame. See src/openai/dialects/ and docs/engines.md.
+ */
+export type NormalizeResult = string | readonly string[] | null | { error: OpenAIErrorObject };
+
+export interface ChunkNormalizer {
+  chunk(data: string): NormalizeResult;
+}
