@@ -36,7 +36,7 @@ export function normalizeUpstreamError(body: unknown, status: number): OpenAIErr
     try {
       body = JSON.parse(text);
     } catch {
-      message = text.trim();
+      message = text.trim() || undefined;
     }
   }
   if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
@@ -65,11 +65,21 @@ export function normalizeUpstreamError(body: unknown, status: number): OpenAIErr
   return { message, type, param, code };
 }
 
-/** Whether an SSE data payload is an in-band error object rather than a chunk (cheap prefix check, then parse). */
+/** Whether an SSE data payload is an in-band error object rather than a chunk: a byte check of the first key, then
+ * a parse only for errors. Chunks start with {"id" or {"object":"chat.completion.chunk"; errors with {"error" or
+ * {"object":"error" (older vLLM and SGLang), possibly with spaces (Python's json.dumps). */
 export function parseInBandError(data: string): OpenAIErrorObject | null {
-  // Chunks start with {"id" (vLLM, SGLang, llama.cpp, Ollama, TGI); errors with {"error" or {"object":"error".
-  const head = data.slice(0, 24).replace(/\s+/g, '');
-  if (!head.startsWith('{"error"') && !head.startsWith('{"object":"error"')) return null;
+  if (data.charCodeAt(0) !== 0x7b /* { */) return null;
+  let p = 1;
+  while (data.charCodeAt(p) === 0x20) p++;
+  if (data.startsWith('"error"', p)) return parseError(data);
+  if (!data.startsWith('"object"', p)) return null;
+  p += 8;
+  while (data.charCodeAt(p) === 0x20 || data.charCodeAt(p) === 0x3a /* : */) p++;
+  return data.startsWith('"error"', p) ? parseError(data) : null;
+}
+
+function parseError(data: string): OpenAIErrorObject | null {
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);

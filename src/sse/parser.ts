@@ -93,6 +93,14 @@ export function createParser(callbacks: ParserCallbacks, options: ParserOptions 
       }
       return;
     }
+    // The common case, `data:`, is recognized from its bytes without decoding the field name.
+    if (end - start >= 5 && buf[start] === 0x64 && buf[start + 1] === 0x61 && buf[start + 2] === 0x74 && buf[start + 3] === 0x61 && buf[start + 4] === COLON) {
+      const valueStart = buf[start + 5] === SPACE ? start + 6 : start + 5;
+      dataBytes += end - valueStart;
+      if (dataBytes > maxBuffer) throw new SseBufferOverflowError(maxBuffer);
+      dataLines.push(buf.toString('utf8', valueStart, end));
+      return;
+    }
     let colon = buf.indexOf(COLON, start);
     if (colon === -1 || colon >= end) colon = end;
     const field = buf.toString('latin1', start, colon);
