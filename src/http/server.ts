@@ -17,7 +17,7 @@ const REQUEST_ID = /^[\w.:\-]{1,128}$/;
 
 /** Creates the gateway's HTTP server: routing, request ids, CORS, auth, and the JSON endpoints. */
 export function createGatewayServer(ctx: GatewayContext): Server {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 120_000 }, (req, res) => {
     route(ctx, req, res).catch((err: unknown) => {
       sendJsonError(res, toSluiceError(err));
     });

@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGateway } from '../src/gateway.ts';
+import { sim, post, chatBody, frames } from './helpers/gateway.ts';
+
+test('close() lets in-flight streams finish, then stops', async (t) => {
+  const s = await sim(t, { timing: { ttftMs: 0, itlMs: 30, tokens: 10 } });
+  const g = await startGateway({ port: 0, upstreams: [{ url: s.url }], drain_timeout_ms: 5_000, logger: () => {} });
+  const res = await post(`${g.url}/chat/completions`, chatBody());
+  const closing = g.close();
+  const text = await res.text();
+  assert.ok(text.endsWith('data: [DONE]\n\n'), 'the stream completed during the drain');
+  await closing;
+  await assert.rejects(fetch(`${g.url}/models`));
+});
+
+test('close() ends streams still running after drain_timeout_ms with an error frame', async (t) => {
+  const s = await sim(t, { timing: { ttftMs: 0, itlMs: 30, tokens: 1_000 } });
+  const g = await startGateway({ port: 0, upstreams: [{ url: s.url }], drain_timeout_ms: 200, logger: () => {} });
+  const res = await post(`${g.url}/chat/completions`, chatBody());
+  const closing = g.close();
+  const text = await res.text();
+  const last = JSON.parse(frames(text).at(-1)!.slice(6)) as { error: { code: string } };
+  assert.equal(last.error.code, 'sluice_shutting_down');
+  await closing;
+});
+
+test('/health is always up; /ready reports upstreams without secrets', async (t) => {
+  const s = await sim(t);
+  const g = await startGateway({ port: 0, upstreams: [{ url: s.url, name: 'gpu1', api_key: 'secret-key-xyz' }], logger: () => {} });
+  t.after(() => g.close());
+  const base = g.url.replace(/\/v1$/, '');
+  assert.deepEqual(await (await fetch(`${base}/health`)).json(), { status: 'ok' });
+  const ready = (await (await fetch(`${base}/ready`)).json()) as { status: string; upstreams: Array<{ name: string; healthy: boolean; models: string[] }> };
+  assert.equal(ready.status, 'ready');
+  assert.deepEqual(ready.upstreams, [{ name: 'gpu1', healthy: true, models: ['sluice-sim'] }]);
+});
