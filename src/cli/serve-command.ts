@@ -15,7 +15,7 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --api-key KEY     a client key clients must send as 'Authorization: Bearer KEY', repeatable
                     (env SLUICE_API_KEYS, comma-separated)
   --heartbeat-ms N  heartbeat interval on streams (default 15000; env SLUICE_HEARTBEAT_MS)
-  --quiet           no per-request log lines
+  --quiet           no per-request log lines (env SLUICE_QUIET=1)
 Precedence: flags > environment > config file > defaults.`;
 
 /** `sluice serve`: runs until SIGINT/SIGTERM, then drains in-flight streams. */

@@ -60,6 +60,8 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('api_keys', envList('SLUICE_API_KEYS'));
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
+  const quiet = env['SLUICE_QUIET'];
+  if (quiet !== undefined && quiet !== '' && quiet !== '0' && quiet !== 'false') raw['log'] = { ...(raw['log'] as object | undefined), requests: false };
   const origins = envList('SLUICE_CORS_ORIGINS');
   if (origins) raw['cors'] = { ...(raw['cors'] as object | undefined), origins };
 
