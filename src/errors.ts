@@ -37,6 +37,13 @@ export const ERROR_CODES = {
   SLUICE_CLIENT_ABORTED: { status: 499, type: 'invalid_request_error' },
   SLUICE_CLIENT_STALLED: { status: 408, type: 'timeout_error' },
   SLUICE_SHUTTING_DOWN: { status: 503, type: 'server_error' },
+  SLUICE_ORIGIN_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
+  SLUICE_WS_INVALID_MESSAGE: { status: 400, type: 'invalid_request_error' },
+  SLUICE_WS_MESSAGE_TOO_BIG: { status: 413, type: 'invalid_request_error' },
+  SLUICE_WS_UNKNOWN_MESSAGE_TYPE: { status: 400, type: 'invalid_request_error' },
+  SLUICE_WS_DUPLICATE_ID: { status: 409, type: 'invalid_request_error' },
+  SLUICE_WS_UNKNOWN_ID: { status: 404, type: 'invalid_request_error' },
+  SLUICE_WS_TOO_MANY_GENERATIONS: { status: 429, type: 'rate_limit_error' },
   SLUICE_INTERNAL: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, ErrorSpec>;
 

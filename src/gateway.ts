@@ -1,14 +1,15 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { validateConfig } from './config/load.ts';
+import { ConfigError, validateConfig } from './config/load.ts';
 import type { Config, ConfigInput } from './config/schema.ts';
 import { Registry } from './upstream/registry.ts';
 import { Ticker } from './relay/ticker.ts';
 import { Cors } from './http/cors.ts';
 import { KeyChecker } from './http/auth.ts';
 import { jsonLineLogger, type RequestLogger } from './http/request-log.ts';
-import { createGatewayServer } from './http/server.ts';
+import { createRequestHandler } from './http/server.ts';
+import { createListener, type Listener } from './http/listener.ts';
+import { WebSocketHub } from './ws/hub.ts';
 import type { GatewayContext } from './http/context.ts';
 import { SluiceError } from './errors.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
@@ -26,11 +27,14 @@ export interface GatewayOptions extends Omit<ConfigInput, 'upstreams'> {
 }
 
 export interface Gateway {
-  /** Base URL ending in /v1. */
+  /** Base URL ending in /v1 (`https:` when TLS is configured). */
   readonly url: string;
   readonly port: number;
   readonly config: Config;
+  /** The listening server: HTTP/1.1, HTTPS with HTTP/2 (TLS), or the h2c/HTTP/1.1 front (src/http/listener.ts). */
   readonly server: Server;
+  /** Model ids (and aliases) known right now. */
+  models(): string[];
   /** The built-in simulator, when no upstream was configured. */
   readonly simulator: Simulator | undefined;
   /** Stops accepting, lets in-flight streams finish for up to `drain_timeout_ms`, then ends them with an error. */
@@ -56,9 +60,10 @@ export async function startGatewayWithConfig(
   }
   const registry = new Registry(config, hooks.env ?? process.env);
   await registry.start(config.discovery_interval_ms);
-  // The ticker's period bounds how late a heartbeat or timeout can fire: a fifth of the shortest one, 5 ms–1 s.
+  // The ticker's period bounds how late a heartbeat, timeout or WebSocket ping can fire: a fifth of the shortest
+  // one, 5 ms–1 s.
   const t = config.timeouts;
-  const shortest = Math.min(config.heartbeat_ms, ...[t.first_byte_ms, t.idle_ms, t.total_ms, t.client_stall_ms].filter((v) => v > 0));
+  const shortest = Math.min(config.heartbeat_ms, ...[t.first_byte_ms, t.idle_ms, t.total_ms, t.client_stall_ms, config.websocket.ping_interval_ms].filter((v) => v > 0));
   const ticker = new Ticker(Math.max(5, Math.min(1_000, Math.floor(shortest / 5))));
   const ctx: GatewayContext = {
     config,
@@ -70,7 +75,16 @@ export async function startGatewayWithConfig(
     version: VERSION,
     streams: new Set(),
   };
-  const server = createGatewayServer(ctx);
+  const hub = new WebSocketHub(ctx);
+  let listener: Listener;
+  try {
+    listener = createListener({ tls: readTls(config), h2c: config.h2c }, createRequestHandler(ctx), (req, socket, head) => hub.handleUpgrade(req, socket, head));
+  } catch (err) {
+    await registry.close();
+    await simulator?.close();
+    throw err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_OSSL') ? new ConfigError(`tls: ${err.message}`) : err;
+  }
+  const server = listener.server;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -86,25 +100,41 @@ export async function startGatewayWithConfig(
   let closing: Promise<void> | undefined;
 
   async function close(): Promise<void> {
-    server.close();
-    server.closeIdleConnections();
+    listener.stop();
+    hub.stop();
     const deadline = Date.now() + config.drain_timeout_ms;
     while (ctx.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const relay of [...ctx.streams]) {
       relay.fail(new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down'), 'shutdown');
     }
-    server.closeAllConnections();
+    hub.closeAll();
+    listener.destroyAll();
     ticker.stop();
     await registry.close();
     await simulator?.close();
   }
 
   return {
-    url: `http://${host}:${addr.port}/v1`,
+    url: `${listener.secure ? 'https' : 'http'}://${host}:${addr.port}/v1`,
     port: addr.port,
     config,
     server,
+    models: () => registry.models().map((m) => m.id),
     simulator,
     close: () => (closing ??= close()),
   };
+}
+
+/** The PEM certificate and key named by `tls`, read at start so a mistake stops start-up with one line. */
+function readTls(config: Config): { cert: Buffer; key: Buffer } | undefined {
+  const tls = config.tls;
+  if (tls === undefined) return undefined;
+  const read = (key: 'cert_file' | 'key_file'): Buffer => {
+    try {
+      return readFileSync(tls[key]);
+    } catch (err) {
+      throw new ConfigError(`tls.${key}: cannot read ${tls[key]}: ${(err as Error).message}`);
+    }
+  };
+  return { cert: read('cert_file'), key: read('key_file') };
 }

@@ -15,6 +15,9 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --api-key KEY     a client key clients must send as 'Authorization: Bearer KEY', repeatable
                     (env SLUICE_API_KEYS, comma-separated)
   --heartbeat-ms N  heartbeat interval on streams (default 15000; env SLUICE_HEARTBEAT_MS)
+  --tls-cert FILE   serve HTTPS with this PEM certificate (chain); HTTP/2 and HTTP/1.1 by ALPN (env SLUICE_TLS_CERT)
+  --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
+  --h2c             without TLS, also accept cleartext HTTP/2 with prior knowledge on the same port (env SLUICE_H2C=1)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
 Precedence: flags > environment > config file > defaults.`;
 
@@ -29,6 +32,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       config: { type: 'string' },
       'api-key': { type: 'string', multiple: true },
       'heartbeat-ms': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      h2c: { type: 'boolean' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -46,6 +52,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
       upstreams: values.upstream,
       apiKeys: values['api-key'],
       heartbeatMs: values['heartbeat-ms'] === undefined ? undefined : intOption('--heartbeat-ms', values['heartbeat-ms'], 15_000, 10),
+      tlsCert: values['tls-cert'],
+      tlsKey: values['tls-key'],
+      h2c: values.h2c,
     });
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -55,7 +64,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw err;
   }
   if (values.quiet) config = { ...config, log: { ...config.log, requests: false } };
-  const gateway = await startGatewayWithConfig(config);
+  let gateway;
+  try {
+    gateway = await startGatewayWithConfig(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`sluice serve: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
   const say = (s: string): void => void process.stderr.write(`${s}\n`);
   say(`sluice gateway listening on ${gateway.url}`);
   if (gateway.simulator) {
@@ -63,11 +81,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
   } else {
     for (const u of gateway.config.upstreams) say(`upstream ${u.name ?? new URL(u.url).host}: ${u.url}`);
   }
-  const models = (await (await fetch(`${gateway.url}/models`, { headers: config.api_keys[0] ? { authorization: `Bearer ${config.api_keys[0]}` } : {} })).json()) as { data: Array<{ id: string }> };
-  const model = models.data[0]?.id ?? 'MODEL';
-  say(`models: ${models.data.map((m) => m.id).join(', ') || '(none discovered yet; see /ready)'}`);
+  const models = gateway.models();
+  const model = models[0] ?? 'MODEL';
+  say(`models: ${models.join(', ') || '(none discovered yet; see /ready)'}`);
   const auth = config.api_keys.length > 0 ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
-  say(`try: curl -N ${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
+  const http = config.tls ? 'HTTPS with HTTP/2 and HTTP/1.1 (ALPN)' : config.h2c ? 'HTTP/1.1 and cleartext HTTP/2 (prior knowledge)' : 'HTTP/1.1';
+  const ws = config.websocket.enabled ? `; WebSocket on ${gateway.url.replace(/^http/, 'ws')}/responses and /ws` : '';
+  say(`transports: ${http}${ws}`);
+  say(`try: curl -N ${config.tls ? '--http2 ' : config.h2c ? '--http2-prior-knowledge ' : ''}${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
   if (!isLoopback(config.host) && config.api_keys.length === 0) {
     say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`);
   }

@@ -15,6 +15,9 @@ export interface ConfigOverrides {
   upstreams?: string[] | undefined;
   apiKeys?: string[] | undefined;
   heartbeatMs?: number | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  h2c?: boolean | undefined;
 }
 
 /**
@@ -64,11 +67,21 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   if (quiet !== undefined && quiet !== '' && quiet !== '0' && quiet !== 'false') raw['log'] = { ...(raw['log'] as object | undefined), requests: false };
   const origins = envList('SLUICE_CORS_ORIGINS');
   if (origins) raw['cors'] = { ...(raw['cors'] as object | undefined), origins };
+  const setTls = (key: 'cert_file' | 'key_file', value: string | undefined): void => {
+    if (value !== undefined && value !== '') raw['tls'] = { ...(raw['tls'] as object | undefined), [key]: value };
+  };
+  setTls('cert_file', env['SLUICE_TLS_CERT']);
+  setTls('key_file', env['SLUICE_TLS_KEY']);
+  const envH2c = env['SLUICE_H2C'];
+  if (envH2c !== undefined && envH2c !== '') raw['h2c'] = envH2c === '1' || envH2c === 'true' ? true : envH2c === '0' || envH2c === 'false' ? false : envH2c;
 
   set('host', flags.host);
   set('port', flags.port);
   set('heartbeat_ms', flags.heartbeatMs);
   set('api_keys', flags.apiKeys);
+  setTls('cert_file', flags.tlsCert);
+  setTls('key_file', flags.tlsKey);
+  if (flags.h2c) raw['h2c'] = true;
   if (flags.upstreams && flags.upstreams.length > 0) raw['upstreams'] = flags.upstreams.map((url) => ({ url }));
 
   return validateConfig(raw, file ?? 'config');
@@ -77,7 +90,11 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
 /** Validates a raw configuration object; throws ConfigError naming the first bad key. */
 export function validateConfig(raw: unknown, source = 'config'): Config {
   const result = configSchema.safeParse(raw, { reportInput: true });
-  if (result.success) return result.data;
+  if (result.success) {
+    // With TLS, HTTP/2 is negotiated by ALPN; h2c (prior knowledge) is the cleartext way to it.
+    if (result.data.tls && result.data.h2c) throw new ConfigError(`${source}: h2c = true: h2c is cleartext HTTP/2; with tls set, HTTP/2 is negotiated by ALPN (drop one of them)`);
+    return result.data;
+  }
   throw new ConfigError(`${source}: ${describeIssue(result.error.issues[0] as z.core.$ZodIssue, raw)}`);
 }
 

@@ -8,6 +8,10 @@ import { z } from 'zod';
 const ms = (def: number) => z.number().int().min(0).default(def);
 
 export const DIALECTS = ['auto', 'vllm', 'sglang', 'llamacpp', 'ollama', 'tgi', 'openai'] as const;
+export type Dialect = (typeof DIALECTS)[number];
+/** Which key carries reasoning text in chat deltas sent to clients (docs/engines.md, "What Sluice normalizes"). */
+export const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'both'] as const;
+export type ReasoningField = (typeof REASONING_FIELDS)[number];
 
 const upstreamSchema = z.strictObject({
   /** OpenAI-compatible base URL ending in /v1, as the SDKs' baseURL. */
@@ -29,6 +33,27 @@ const upstreamSchema = z.strictObject({
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
+  /** Serve HTTPS: HTTP/2 and HTTP/1.1 chosen by ALPN (PEM files). */
+  tls: z.strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) }).optional(),
+  /** Without TLS, also accept cleartext HTTP/2 with prior knowledge (h2c) on the same port as HTTP/1.1. */
+  h2c: z.boolean().default(false),
+  /** WebSocket transports: OpenAI's Responses WebSocket mode on /v1/responses and the multiplexed /v1/ws
+   * (docs/websocket.md). */
+  websocket: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Largest client message; a bigger one closes the connection with 1009. */
+      max_message_bytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+      /** Generations one /v1/ws connection may run at once. */
+      max_concurrent_per_connection: z.number().int().min(1).default(16),
+      /** Ping frames on every connection this often; a peer that misses a pong is dropped. 0 = off. */
+      ping_interval_ms: ms(30_000),
+      /** Bytes queued on a socket before its streams pause their upstreams (the slow-reader bound). */
+      max_buffered_bytes: z.number().int().min(1024).default(1024 * 1024),
+      /** Browser origins allowed to open a socket; defaults to cors.origins. Clients that send no Origin pass. */
+      origins: z.array(z.string().min(1)).optional(),
+    })
+    .prefault({}),
   upstreams: z.array(upstreamSchema).default([]),
   /** Alias → model id served by some upstream. */
   aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
@@ -61,6 +86,12 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   discovery_interval_ms: z.number().int().min(0).default(30_000),
+  /** Drop fields OpenAI's stream does not define (vLLM's `stop_reason`, SGLang's `matched_stop`, llama.cpp's
+   * `timings`, …). Costs a parse of every chunk, so it is off by default: unknown fields are kept. */
+  strip_vendor_fields: z.boolean().default(false),
+  /** The reasoning key clients receive; engines write `reasoning_content` (SGLang, llama.cpp, vLLM ≤0.11) or
+   * `reasoning` (Ollama, later vLLM). `both` writes both keys. */
+  reasoning_field: z.enum(REASONING_FIELDS).default('reasoning_content'),
   /** On SIGTERM, in-flight streams get this long to finish before they are ended with an error frame. */
   drain_timeout_ms: ms(30_000),
   log: z

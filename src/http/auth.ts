@@ -23,7 +23,13 @@ export class KeyChecker {
     if (authorization === undefined) return false;
     const m = /^Bearer\s+(.+)$/i.exec(authorization.trim());
     if (!m) return false;
-    const given = digest(m[1] as string);
+    return this.checkKey(m[1] as string);
+  }
+
+  /** Checks a bare key (a browser's WebSocket subprotocol carries one; see src/ws/handshake.ts). */
+  checkKey(key: string): boolean {
+    if (!this.enabled) return true;
+    const given = digest(key);
     let ok = false;
     for (const d of this.#digests) ok = timingSafeEqual(d, given) || ok;
     return ok;

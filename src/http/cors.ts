@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { HttpRequest, HttpResponse } from './http-types.ts';
 
 /**
  * CORS for browsers: an origin allowlist (`["*"]` allows any). Preflights are answered here; the request headers a
@@ -15,7 +16,7 @@ export class Cors {
   }
 
   /** The Access-Control-Allow-Origin value for this request, or undefined when not allowed. */
-  allowed(req: IncomingMessage): string | undefined {
+  allowed(req: HttpRequest): string | undefined {
     const origin = req.headers.origin;
     if (origin === undefined) return undefined;
     if (this.#any) return '*';
@@ -23,7 +24,7 @@ export class Cors {
   }
 
   /** Adds CORS headers to a normal response. */
-  apply(req: IncomingMessage, res: ServerResponse): void {
+  apply(req: HttpRequest, res: HttpResponse): void {
     const allow = this.allowed(req);
     if (allow === undefined) return;
     res.setHeader('access-control-allow-origin', allow);
@@ -32,15 +33,17 @@ export class Cors {
   }
 
   /** Answers an OPTIONS preflight: 204 with the allowances, or 403 for an origin not on the list. */
-  preflight(req: IncomingMessage, res: ServerResponse): void {
+  preflight(req: HttpRequest, res: HttpResponse): void {
     const allow = this.allowed(req);
+    // The HTTP/2 compatibility response has the same writeHead; TypeScript cannot call the union's overloads.
+    const head = (res as ServerResponse).writeHead.bind(res as ServerResponse);
     if (allow === undefined) {
-      res.writeHead(403, { 'content-type': 'text/plain' });
+      head(403, { 'content-type': 'text/plain' });
       res.end('origin not allowed');
       return;
     }
     const requested = req.headers['access-control-request-headers'];
-    res.writeHead(204, {
+    head(204, {
       'access-control-allow-origin': allow,
       'access-control-allow-methods': 'GET, POST, OPTIONS',
       'access-control-allow-headers': requested && /^[\w\-, ]{1,2000}$/.test(requested) ? requested : 'authorization, content-type, x-request-id',

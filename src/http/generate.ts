@@ -1,8 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { SluiceError, toSluiceError } from '../errors.ts';
-import { parseRequest, upstreamBody, type RequestKind } from '../openai/request.ts';
+import { parseRequest, upstreamBody, type ParsedRequest, type RequestKind } from '../openai/request.ts';
 import { readUsage } from '../openai/usage.ts';
-import { normalizeUpstreamError } from '../openai/upstream-error.ts';
+import { clientStatus, normalizeUpstreamError } from '../openai/upstream-error.ts';
+import { createNormalizer } from '../openai/dialects/create-normalizer.ts';
 import { StreamRelay, type StreamKind } from '../relay/stream-relay.ts';
 import { forward, readBounded, type Forwarded } from '../upstream/forward.ts';
 import type { GatewayContext } from './context.ts';
@@ -10,6 +11,9 @@ import { readBody } from './body.ts';
 import { sendJsonError } from './send-error.ts';
 import { SseWriter } from './sse-writer.ts';
 import type { RequestLogEntry } from './request-log.ts';
+import type { HttpRequest, HttpResponse } from './http-types.ts';
+import type { StreamWriter } from '../relay/writer.ts';
+import type { Upstream } from '../upstream/upstream.ts';
 
 const UPSTREAM_PATHS: Record<RequestKind, string> = {
   chat: '/chat/completions',
@@ -30,27 +34,9 @@ export interface RequestInfo {
  * POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings: validate, route by model, forward
  * with failover, then relay the stream (or return the JSON answer).
  */
-export async function handleGenerate(ctx: GatewayContext, kind: RequestKind, req: IncomingMessage, res: ServerResponse, info: RequestInfo): Promise<void> {
-  const entry: RequestLogEntry = {
-    ts: new Date().toISOString(),
-    id: info.id,
-    method: info.method,
-    path: info.path,
-    model: undefined,
-    upstream: undefined,
-    status: 0,
-    stream: false,
-    ttft_ms: undefined,
-    tokens_in: undefined,
-    tokens_out: undefined,
-    duration_ms: 0,
-    outcome: 'completed',
-    error_code: undefined,
-  };
-  const done = (): void => {
-    entry.duration_ms = round(performance.now() - info.startedPerf);
-    if (ctx.config.log.requests) ctx.log(entry);
-  };
+export async function handleGenerate(ctx: GatewayContext, kind: RequestKind, req: HttpRequest, res: HttpResponse, info: RequestInfo): Promise<void> {
+  const entry = newLogEntry(info);
+  const done = logWhenDone(ctx, entry, info.startedPerf);
 
   let parsed;
   try {
@@ -61,23 +47,60 @@ export async function handleGenerate(ctx: GatewayContext, kind: RequestKind, req
   }
   entry.model = parsed.model;
   entry.stream = parsed.stream && kind !== 'embeddings';
+  let routed: Routed;
+  try {
+    routed = routeRequest(ctx, parsed, info.id);
+  } catch (err) {
+    return failEarly(res, toSluiceError(err), entry, done);
+  }
+
+  if (!entry.stream) return nonStream(ctx, kind, res, routed.replicas, routed.body, routed.headers, entry, done);
+
+  const relay = startStream(ctx, kind as StreamKind, parsed, routed, new SseWriter(res), entry, done);
+  res.on('close', () => relay.clientClosed());
+}
+
+/** A request routed to its replicas, with the body and headers to send upstream. */
+export interface Routed {
+  replicas: Upstream[];
+  body: string;
+  headers: Record<string, string>;
+}
+
+/** Picks the replicas serving the request's model (best first). Throws SluiceError when none does. */
+export function routeRequest(ctx: GatewayContext, parsed: ParsedRequest, requestId: string): Routed {
   const replicas = ctx.registry.route(parsed.model);
   if (replicas.length === 0) {
     const known = ctx.registry.models().map((m) => m.id);
-    const err = ctx.registry.upstreams.length > 0 && known.length === 0
+    throw ctx.registry.upstreams.length > 0 && known.length === 0
       ? new SluiceError('SLUICE_NO_HEALTHY_UPSTREAM', 'No upstream has answered model discovery yet; no model is available.')
       : new SluiceError('SLUICE_MODEL_NOT_FOUND', `The model '${parsed.model}' does not exist. Available models: ${known.join(', ') || '(none)'}.`, { param: 'model', wireCode: 'model_not_found' });
-    return failEarly(res, err, entry, done);
   }
-  const body = upstreamBody(parsed, ctx.registry.resolve(parsed.model));
-  const headers = { 'content-type': 'application/json', accept: entry.stream ? 'text/event-stream' : 'application/json', 'x-request-id': info.id };
+  const stream = parsed.stream && parsed.kind !== 'embeddings';
+  return {
+    replicas,
+    body: upstreamBody(parsed, ctx.registry.resolve(parsed.model)),
+    headers: { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': requestId },
+  };
+}
 
-  if (!entry.stream) return nonStream(ctx, kind, res, replicas, body, headers, entry, done);
-
-  const writer = new SseWriter(res);
+/**
+ * Runs one streamed generation into any transport's writer (SSE over HTTP/1.1 or HTTP/2 here; WebSocket messages in
+ * src/ws/): the relay with heartbeats and timeouts, the upstream request with failover, the log line at the end.
+ * Returns the relay at once; the transport calls `relay.clientClosed()` when its client goes away or cancels.
+ */
+export function startStream(
+  ctx: GatewayContext,
+  kind: StreamKind,
+  parsed: ParsedRequest,
+  routed: Routed,
+  writer: StreamWriter,
+  entry: RequestLogEntry,
+  done: () => void,
+): StreamRelay {
   let forwarded: Forwarded | undefined;
   const relay = new StreamRelay({
-    kind: kind as StreamKind,
+    kind,
     writer,
     ticker: ctx.ticker,
     heartbeatMs: ctx.config.heartbeat_ms,
@@ -103,46 +126,79 @@ export async function handleGenerate(ctx: GatewayContext, kind: RequestKind, req
     },
   });
   ctx.streams.add(relay);
-  res.on('close', () => relay.clientClosed());
+  relayUpstream().catch((err: unknown) => relay.fail(toSluiceError(err)));
+  return relay;
 
-  try {
-    forwarded = await forward(replicas, {
-      path: UPSTREAM_PATHS[kind],
-      body,
-      headers,
-      signal: relay.signal,
-      maxErrorBytes: 64 * 1024,
-    });
-  } catch (err) {
-    relay.fail(toSluiceError(err), 'upstream_error');
-    return;
+  async function relayUpstream(): Promise<void> {
+    try {
+      forwarded = await forward(routed.replicas, {
+        path: UPSTREAM_PATHS[kind],
+        body: routed.body,
+        headers: routed.headers,
+        signal: relay.signal,
+        maxErrorBytes: 64 * 1024,
+      });
+    } catch (err) {
+      relay.fail(toSluiceError(err), 'upstream_error');
+      return;
+    }
+    entry.upstream = forwarded.upstream.name;
+    if (relay.finished) {
+      forwarded.response.body.destroy();
+      forwarded.release();
+      return;
+    }
+    const { statusCode, headers: upHeaders, body: upBody } = forwarded.response;
+    const contentType = String(upHeaders['content-type'] ?? '');
+    if (statusCode >= 200 && statusCode < 300 && contentType.includes('text/event-stream')) {
+      // The engine's dialect is normalized on the way through (none for vLLM: its stream is OpenAI's already).
+      const normalizer = kind === 'responses' ? undefined : createNormalizer(forwarded.upstream.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields });
+      relay.attach(upBody, normalizer);
+      return;
+    }
+    // A 4xx (bad request, unknown model upstream, context too long) or a 2xx that is not a stream: pass it on cleanly.
+    const { text } = await readBounded(upBody, 64 * 1024).catch(() => ({ text: '' }));
+    if (statusCode >= 200 && statusCode < 300) {
+      relay.fail(new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${forwarded.upstream.name} answered a stream request with '${contentType || 'no content type'}' instead of text/event-stream`));
+      return;
+    }
+    const e = normalizeUpstreamError(text, statusCode);
+    relay.fail(new SluiceError('SLUICE_UPSTREAM_ERROR', e.message, { status: clientStatus(statusCode), type: e.type, param: e.param, wireCode: e.code === null ? null : String(e.code) }));
   }
-  entry.upstream = forwarded.upstream.name;
-  if (relay.finished) {
-    forwarded.response.body.destroy();
-    forwarded.release();
-    return;
-  }
-  const { statusCode, headers: upHeaders, body: upBody } = forwarded.response;
-  const contentType = String(upHeaders['content-type'] ?? '');
-  if (statusCode >= 200 && statusCode < 300 && contentType.includes('text/event-stream')) {
-    relay.attach(upBody);
-    return;
-  }
-  // A 4xx (bad request, unknown model upstream, context too long) or a 2xx that is not a stream: pass it on cleanly.
-  const { text } = await readBounded(upBody, 64 * 1024).catch(() => ({ text: '' }));
-  if (statusCode >= 200 && statusCode < 300) {
-    relay.fail(new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${forwarded.upstream.name} answered a stream request with '${contentType || 'no content type'}' instead of text/event-stream`));
-    return;
-  }
-  const e = normalizeUpstreamError(text, statusCode);
-  relay.fail(new SluiceError('SLUICE_UPSTREAM_ERROR', e.message, { status: statusCode, type: e.type, param: e.param, wireCode: e.code === null ? null : String(e.code) }));
+}
+
+/** A fresh log line for a request; filled in as it goes and written by `logWhenDone`'s callback. */
+export function newLogEntry(info: RequestInfo): RequestLogEntry {
+  return {
+    ts: new Date().toISOString(),
+    id: info.id,
+    method: info.method,
+    path: info.path,
+    model: undefined,
+    upstream: undefined,
+    status: 0,
+    stream: false,
+    ttft_ms: undefined,
+    tokens_in: undefined,
+    tokens_out: undefined,
+    duration_ms: 0,
+    outcome: 'completed',
+    error_code: undefined,
+  };
+}
+
+/** The callback that completes and writes a request's log line. */
+export function logWhenDone(ctx: GatewayContext, entry: RequestLogEntry, startedPerf: number): () => void {
+  return () => {
+    entry.duration_ms = round(performance.now() - startedPerf);
+    if (ctx.config.log.requests) ctx.log(entry);
+  };
 }
 
 async function nonStream(
   ctx: GatewayContext,
   kind: RequestKind,
-  res: ServerResponse,
+  res: HttpResponse,
   replicas: Parameters<typeof forward>[0],
   body: string,
   headers: Record<string, string>,
@@ -166,13 +222,13 @@ async function nonStream(
     if (truncated) throw new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream response exceeds ${ctx.config.limits.max_response_bytes} bytes`);
     if (statusCode >= 400) {
       const e = normalizeUpstreamError(text, statusCode);
-      throw new SluiceError('SLUICE_UPSTREAM_ERROR', e.message, { status: statusCode, type: e.type, param: e.param, wireCode: e.code === null ? null : String(e.code) });
+      throw new SluiceError('SLUICE_UPSTREAM_ERROR', e.message, { status: clientStatus(statusCode), type: e.type, param: e.param, wireCode: e.code === null ? null : String(e.code) });
     }
     const usage = readUsage(text);
     entry.tokens_in = usage?.promptTokens;
     entry.tokens_out = usage?.completionTokens;
     entry.status = statusCode;
-    res.writeHead(statusCode, { 'content-type': String(upHeaders['content-type'] ?? 'application/json'), 'content-length': Buffer.byteLength(text) });
+    (res as ServerResponse).writeHead(statusCode, { 'content-type': String(upHeaders['content-type'] ?? 'application/json'), 'content-length': Buffer.byteLength(text) });
     res.end(text);
   } catch (err) {
     const e = controller.signal.aborted && controller.signal.reason instanceof SluiceError ? controller.signal.reason : toSluiceError(err);
@@ -188,7 +244,7 @@ async function nonStream(
   }
 }
 
-function failEarly(res: ServerResponse, err: SluiceError, entry: RequestLogEntry, done: () => void): void {
+function failEarly(res: HttpResponse, err: SluiceError, entry: RequestLogEntry, done: () => void): void {
   entry.outcome = 'rejected';
   entry.status = err.status;
   entry.error_code = err.code;

@@ -1,10 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { SluiceError, toSluiceError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { handleGenerate, type RequestInfo } from './generate.ts';
 import { sendJsonError } from './send-error.ts';
 import type { RequestKind } from '../openai/request.ts';
+import type { HttpRequest, HttpResponse } from './http-types.ts';
 
 const GENERATE_ROUTES: Record<string, RequestKind> = {
   '/v1/chat/completions': 'chat',
@@ -15,17 +16,23 @@ const GENERATE_ROUTES: Record<string, RequestKind> = {
 
 const REQUEST_ID = /^[\w.:\-]{1,128}$/;
 
-/** Creates the gateway's HTTP server: routing, request ids, CORS, auth, and the JSON endpoints. */
-export function createGatewayServer(ctx: GatewayContext): Server {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 120_000 }, (req, res) => {
+/** HTTP/1.1 server options, shared by every listener that speaks HTTP/1.1 (see src/http/listener.ts). */
+export const HTTP1_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 120_000 } as const;
+
+/**
+ * The gateway's request handler: routing, request ids, CORS, auth, and the JSON endpoints. The same handler serves
+ * every transport: HTTP/1.1, and HTTP/2 (TLS with ALPN, or cleartext with prior knowledge) through Node's
+ * compatibility API; src/http/listener.ts creates the servers.
+ */
+export function createRequestHandler(ctx: GatewayContext): (req: HttpRequest, res: HttpResponse) => void {
+  return (req, res) => {
     route(ctx, req, res).catch((err: unknown) => {
       sendJsonError(res, toSluiceError(err));
     });
-  });
-  return server;
+  };
 }
 
-async function route(ctx: GatewayContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(ctx: GatewayContext, req: HttpRequest, res: HttpResponse): Promise<void> {
   const given = req.headers['x-request-id'];
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString('hex')}`;
   res.setHeader('x-request-id', id);
@@ -68,13 +75,13 @@ async function route(ctx: GatewayContext, req: IncomingMessage, res: ServerRespo
   sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));
 }
 
-function methodNotAllowed(req: IncomingMessage, res: ServerResponse, allow: string): void {
+function methodNotAllowed(req: HttpRequest, res: HttpResponse, allow: string): void {
   req.resume();
   sendJsonError(res, new SluiceError('SLUICE_METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allow}.`), { allow });
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
+function json(res: HttpResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  (res as ServerResponse).writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }

@@ -1,0 +1,75 @@
+import type { IncomingMessage } from 'node:http';
+import { SluiceError } from '../errors.ts';
+import type { KeyChecker } from '../http/auth.ts';
+
+/**
+ * Subprotocol prefixes that carry an API key. Browsers cannot set headers on a WebSocket, so, like OpenAI's Realtime
+ * API (`openai-insecure-api-key.<key>`), a page passes the key as an offered subprotocol:
+ * `new WebSocket(url, ['sluice.v1', 'sluice-api-key.' + key])`. OpenAI's own prefix is accepted too.
+ */
+export const KEY_PROTOCOL_PREFIXES = ['sluice-api-key.', 'openai-insecure-api-key.'] as const;
+
+const keyOf = (protocol: string): string | undefined => {
+  for (const p of KEY_PROTOCOL_PREFIXES) if (protocol.startsWith(p) && protocol.length > p.length) return protocol.slice(p.length);
+  return undefined;
+};
+
+/** The subprotocols a client offered (`Sec-WebSocket-Protocol`, comma-separated). */
+export function offeredProtocols(req: IncomingMessage): string[] {
+  const h = req.headers['sec-websocket-protocol'];
+  return h === undefined ? [] : h.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * The subprotocol to answer with. A browser fails the handshake when it offered protocols and none is selected, so
+ * one is always picked when any was offered: the first that does not carry a key, else the key carrier itself.
+ */
+export function selectProtocol(offered: Set<string>): string | false {
+  let carrier: string | undefined;
+  for (const p of offered) {
+    if (keyOf(p) === undefined) return p;
+    carrier ??= p;
+  }
+  return carrier ?? false;
+}
+
+/** Who may open a socket: browsers are held to an Origin allowlist (WebSocket is not covered by CORS). */
+export class OriginPolicy {
+  readonly #any: boolean;
+  readonly #origins: Set<string>;
+
+  constructor(origins: readonly string[]) {
+    this.#any = origins.includes('*');
+    this.#origins = new Set(origins);
+  }
+
+  /** Clients that send no Origin (servers, CLIs, SDKs) pass; a browser's Origin must be on the list. */
+  allows(origin: string | undefined): boolean {
+    return origin === undefined || this.#any || this.#origins.has(origin);
+  }
+}
+
+/**
+ * Checks an upgrade request before the handshake: its Origin, then its key (an `Authorization: Bearer` header, or a
+ * key-carrying subprotocol). Returns the error to answer with as a plain HTTP response, or undefined to go on.
+ */
+export function checkUpgrade(req: IncomingMessage, keys: KeyChecker, origins: OriginPolicy): SluiceError | undefined {
+  const origin = req.headers.origin;
+  if (!origins.allows(origin)) {
+    return new SluiceError('SLUICE_ORIGIN_NOT_ALLOWED', `Origin '${origin}' may not open a WebSocket here; add it to websocket.origins (or cors.origins).`, { wireCode: 'origin_not_allowed' });
+  }
+  if (!keys.enabled) return undefined;
+  const auth = req.headers.authorization;
+  if (auth !== undefined) {
+    return keys.check(auth) ? undefined : new SluiceError('SLUICE_UNAUTHORIZED', 'Incorrect API key provided.', { wireCode: 'invalid_api_key' });
+  }
+  for (const p of offeredProtocols(req)) {
+    const key = keyOf(p);
+    if (key !== undefined) return keys.checkKey(key) ? undefined : new SluiceError('SLUICE_UNAUTHORIZED', 'Incorrect API key provided.', { wireCode: 'invalid_api_key' });
+  }
+  return new SluiceError(
+    'SLUICE_UNAUTHORIZED',
+    "Missing API key: send 'Authorization: Bearer <key>', or from a browser offer the subprotocol 'sluice-api-key.<key>'.",
+    { wireCode: 'invalid_api_key' },
+  );
+}
