@@ -1,12 +1,14 @@
 import { simCommand, SIM_HELP } from './sim-command.ts';
 import { serveCommand } from './serve-command.ts';
 import { UsageError } from './args.ts';
+import { doctorCommand } from '../doctor/command.ts';
 
 const HELP = `Usage: sluice <command> [options]
 
 Commands:
   serve     run the gateway (on the built-in simulator when no upstream is configured)
   sim       run the simulator alone (an engine stand-in; no model)
+  doctor    diagnose a streaming endpoint and name the hop that breaks it
   help      show this help; 'sluice <command> --help' for a command's options`;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -14,6 +16,7 @@ type Command = (argv: string[]) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   sim: simCommand,
+  doctor: doctorCommand,
 };
 
 /** Runs the CLI; resolves to the exit code. */

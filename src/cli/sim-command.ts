@@ -1,14 +1,17 @@
 import { parseArgs } from 'node:util';
 import { startSimulator } from '../sim/server.ts';
 import { DEFAULT_TIMING, FAIL_MODES, type FailMode } from '../sim/options.ts';
+import { isSimDialectName, SIM_DIALECT_NAMES } from '../sim/dialects/sim-dialects.ts';
 import { intOption, UsageError } from './args.ts';
 
 export const SIM_HELP = `Usage: sluice sim [options]
 
 Runs the simulator alone: an OpenAI-compatible engine stand-in (no GPU, no model) that streams
-generated text byte-faithfully to vLLM, with realistic timing and injectable failures.
+generated text byte-faithfully to vLLM (or another engine, --dialect), with realistic timing and
+injectable failures.
 
 Options:
+  --dialect ENGINE     engine to imitate: ${SIM_DIALECT_NAMES.join(', ')} (default vllm; env SLUICE_SIM_DIALECT)
   --host HOST          address to bind (default 127.0.0.1; env SLUICE_SIM_HOST)
   --port N             port (default 8000; env SLUICE_SIM_PORT)
   --model ID           model id to serve, repeatable (default sluice-sim)
@@ -24,7 +27,8 @@ Options:
 
 Each request may override these with a "sim" object in its JSON body, e.g.
   {"model":"sluice-sim","messages":[...],"stream":true,"sim":{"ttft_ms":2000,"fail":"drop","fail_after":5}}
-See docs/simulator.md.`;
+and ask for reasoning tokens or a tool call with {"sim":{"reasoning":8}} or {"sim":{"tools":true}}.
+See docs/simulator.md and docs/engines.md.`;
 
 /** `sluice sim`: runs until SIGINT/SIGTERM. */
 export async function simCommand(argv: string[]): Promise<number> {
@@ -33,6 +37,7 @@ export async function simCommand(argv: string[]): Promise<number> {
     options: {
       host: { type: 'string' },
       port: { type: 'string' },
+      dialect: { type: 'string' },
       model: { type: 'string', multiple: true },
       'ttft-ms': { type: 'string' },
       'itl-ms': { type: 'string' },
@@ -55,12 +60,15 @@ export async function simCommand(argv: string[]): Promise<number> {
   if (!(FAIL_MODES as readonly string[]).includes(fail)) {
     throw new UsageError(`--fail: '${fail}' is not one of ${FAIL_MODES.join(', ')}`);
   }
+  const dialect = values.dialect ?? (process.env['SLUICE_SIM_DIALECT'] || 'vllm');
+  if (!isSimDialectName(dialect)) throw new UsageError(`--dialect: '${dialect}' is not one of ${SIM_DIALECT_NAMES.join(', ')}`);
   const failRate = values['fail-rate'] === undefined ? 1 : Number(values['fail-rate']);
   if (!(failRate >= 0 && failRate <= 1)) throw new UsageError(`--fail-rate: '${values['fail-rate']}' is not a number in [0,1]`);
   const sim = await startSimulator({
     host: values.host ?? process.env['SLUICE_SIM_HOST'] ?? '127.0.0.1',
     port: intOption('--port', values.port ?? process.env['SLUICE_SIM_PORT'], 8000, 0, 65535),
     ...(values.model ? { models: values.model } : {}),
+    dialect,
     timing: {
       ttftMs: intOption('--ttft-ms', values['ttft-ms'], DEFAULT_TIMING.ttftMs),
       itlMs: intOption('--itl-ms', values['itl-ms'], DEFAULT_TIMING.itlMs),
@@ -73,7 +81,7 @@ export async function simCommand(argv: string[]): Promise<number> {
       failRate,
     },
   });
-  console.log(`sluice sim: simulator (no model, generated text) listening on ${sim.url}`);
+  console.log(`sluice sim: simulator (no model, generated text) listening on ${sim.url}, speaking ${dialect}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -1,4 +1,6 @@
-import { constants as zc, createBrotliDecompress, createUnzip, type Transform } from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants as zc, createBrotliDecompress, createUnzip } from 'node:zlib';
 import { createParser, type SseParser } from '../sse/parser.ts';
 import { startExchange } from './http-exchange.ts';
 import { headerValue, type Endpoint, type EventRecord, type ReadRecord, type ResponseHead, type StreamRecording } from './recording.ts';
@@ -24,11 +26,21 @@ export interface RecordStreamOptions {
   maxBodyBytes?: number;
 }
 
+const LAG_RESOLUTION_MS = 10;
+
+/** The histogram records each timer's whole interval in ns; the lag is what exceeds the resolution. */
+function lagMs(ns: number): number {
+  return Number.isFinite(ns) ? Math.max(0, ns / 1e6 - LAG_RESOLUTION_MS) : 0;
+}
+
 const TERMINAL_RESPONSES_EVENTS = new Set(['response.completed', 'response.failed', 'response.incomplete', 'error']);
 
 /** Records one stream. Rejects with a DoctorError when no response head arrives. */
 export async function recordStream(options: RecordStreamOptions): Promise<StreamRecording> {
   const maxBody = options.maxBodyBytes ?? 8 * 1024 * 1024;
+  // A read that arrives while this process is busy is handled late and looks like a hop's delay; measure how late.
+  const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
+  lag.enable();
   const t0 = performance.now();
   const startedAt = performance.timeOrigin + t0;
   const reads: ReadRecord[] = [];
@@ -132,8 +144,14 @@ export async function recordStream(options: RecordStreamOptions): Promise<Stream
       end: { at: end.at, reason, detail: end.reason === 'aborted' ? null : end.detail },
       doneAt,
       parseError,
+      loopLag: {
+        p50: lagMs(lag.percentile(50)),
+        p99: lagMs(lag.percentile(99)),
+        max: lagMs(lag.max),
+      },
     };
   } finally {
+    lag.disable();
     clearTimeout(deadline);
     clearTimeout(graceTimer);
   }

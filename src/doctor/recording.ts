@@ -77,6 +77,8 @@ export interface StreamRecording {
   doneAt: number | null;
   /** A framing error that stopped parsing (bad chunking, decompression, an oversize SSE line). */
   parseError: string | null;
+  /** How late the doctor's own event loop ran during the probe (a busy machine delays reads too), ms. */
+  loopLag: { p50: number; p99: number; max: number };
 }
 
 /** Case-insensitive header lookup; several fields with the same name are joined with ", ". */

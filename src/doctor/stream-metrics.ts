@@ -51,19 +51,27 @@ export interface StreamMetrics {
   deliveries: Delivery[];
   tokensPerDelivery: number | null;
   probe: ProbeDelay | null;
+  /** Why probe stamps were present but not used, when they were not. */
+  probeRejected: string | null;
   heartbeats: number;
   /** Longest silence (no bytes) after the head, ms. */
   longestSilenceMs: number;
 }
 
+export interface MetricsOptions {
+  /** The inter-token latency the probe asked the simulator for; stamps that do not follow it are not trusted. */
+  expectedItlMs?: number | null;
+}
+
 /** Computes the metrics of a recording. */
-export function computeMetrics(rec: StreamRecording, tokens: TokenArrival[] = tokenArrivals(rec)): StreamMetrics {
+export function computeMetrics(rec: StreamRecording, tokens: TokenArrival[] = tokenArrivals(rec), options: MetricsOptions = {}): StreamMetrics {
   const itls: number[] = [];
   for (let i = 1; i < tokens.length; i++) itls.push((tokens[i] as TokenArrival).at - (tokens[i - 1] as TokenArrival).at);
   const first = tokens[0];
   const last = tokens[tokens.length - 1];
   const span = first && last ? last.at - first.at : 0;
   const grouped = deliveries(rec, tokens);
+  const rejected = stampProblem(tokens, options.expectedItlMs ?? null);
 
   return {
     connectMs: rec.connectedAt,
@@ -78,7 +86,8 @@ export function computeMetrics(rec: StreamRecording, tokens: TokenArrival[] = to
     tokensPerSecond: tokens.length >= 2 && span > 0 ? ((tokens.length - 1) * 1000) / span : null,
     deliveries: grouped,
     tokensPerDelivery: grouped.length > 0 ? tokens.length / grouped.length : null,
-    probe: probeDelay(rec, tokens),
+    probe: rejected === null ? probeDelay(rec, tokens) : null,
+    probeRejected: rejected,
     heartbeats: rec.events.filter((e) => e.kind === 'comment').length,
     longestSilenceMs: longestSilence(rec),
   };
@@ -118,6 +127,21 @@ function probeDelay(rec: StreamRecording, tokens: readonly TokenArrival[]): Prob
   const clock = min < -2 || min > 60_000 ? 'offset' : 'same';
   const perToken = clock === 'same' ? raw.map((d) => Math.max(0, d)) : raw.map((d) => d - min);
   return { clock, delay: percentiles(perToken) as Percentiles, min, perToken };
+}
+
+/**
+ * Stamps must be write times: consecutive stamps about `expectedItlMs` apart. Stamps taken all at once (a simulator
+ * that renders its tokens ahead of time) would make every hop look slow, so they are refused.
+ */
+function stampProblem(tokens: readonly TokenArrival[], expectedItlMs: number | null): string | null {
+  if (expectedItlMs === null || expectedItlMs <= 0) return null;
+  const stamps = tokens.map((t) => t.stamp).filter((s): s is number => s !== null);
+  if (stamps.length < 3) return null;
+  const gaps = stamps.slice(1).map((s, i) => s - (stamps[i] as number));
+  const sorted = [...gaps].sort((a, b) => a - b);
+  const med = sorted[Math.floor(sorted.length / 2)] as number;
+  if (med >= expectedItlMs / 2) return null;
+  return `probe stamps are ${med.toFixed(1)} ms apart, not the ${expectedItlMs} ms asked for: they are not write times, so delays come from arrival times only`;
 }
 
 function usageTokens(rec: StreamRecording): number | null {

@@ -15,7 +15,7 @@ export interface TokenArrival {
 
 const STAMP = /@(\d{12,}\.\d+)/;
 
-/** Text carried by one parsed payload (all choices), or '' when none. */
+/** Text carried by one parsed payload (its first choice), or '' when none. */
 export function payloadText(endpoint: Endpoint, event: string | null, json: unknown): string {
   if (typeof json !== 'object' || json === null) return '';
   const obj = json as Record<string, unknown>;
@@ -32,6 +32,9 @@ export function payloadText(endpoint: Endpoint, event: string | null, json: unkn
   for (const c of choices) {
     if (typeof c !== 'object' || c === null) continue;
     const choice = c as Record<string, unknown>;
+    // With n > 1 the engine writes one chunk per choice for the same step; timing follows the first choice only, so
+    // that three chunks written together are not mistaken for three tokens held back and merged.
+    if (typeof choice['index'] === 'number' && choice['index'] !== 0) continue;
     if (endpoint === 'completions') {
       if (typeof choice['text'] === 'string') text += choice['text'];
       continue;

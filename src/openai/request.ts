@@ -61,6 +61,11 @@ export function parseRequest(kind: RequestKind, raw: string): ParsedRequest {
   } catch (err) {
     throw new SluiceError('SLUICE_INVALID_JSON', `We could not parse the JSON body of your request: ${(err as Error).message}`);
   }
+  return validateRequest(kind, json);
+}
+
+/** Validates an already-parsed request body (a WebSocket message's). Throws SluiceError (400) naming the field. */
+export function validateRequest(kind: RequestKind, json: unknown): ParsedRequest {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw new SluiceError('SLUICE_INVALID_REQUEST', 'The request body must be a JSON object.');
   }

@@ -21,6 +21,7 @@ function typeForStatus(status: number): string {
   if (status === 401 || status === 403) return 'authentication_error';
   if (status === 404) return 'not_found_error';
   if (status === 429) return 'rate_limit_error';
+  if (status === 424) return 'server_error'; // TGI: "Request failed during generation"
   if (status >= 400 && status < 500) return 'invalid_request_error';
   return 'server_error';
 }
@@ -59,10 +60,35 @@ export function normalizeUpstreamError(body: unknown, status: number): OpenAIErr
     }
   }
   message = (message ?? `upstream answered HTTP ${status}`).slice(0, MAX_MESSAGE);
+  if (type === 'exceed_context_size_error' || CONTEXT_LENGTH.test(message)) {
+    // OpenAI's own answer to an over-long prompt; clients and frameworks switch on this code.
+    return { message, type: 'invalid_request_error', param, code: 'context_length_exceeded' };
+  }
+  // vLLM reports a dead engine as BadRequestError/400 in-band (create_streaming_error_response's defaults).
+  if (ENGINE_FAILURE.test(message)) return { message, type: 'server_error', param, code: null };
   // Engines use Python exception names as types (vLLM "BadRequestError"); clients switch on OpenAI's types.
-  const openaiTypes = new Set(['invalid_request_error', 'authentication_error', 'not_found_error', 'rate_limit_error', 'server_error', 'timeout_error', 'permission_error']);
-  if (type === undefined || !openaiTypes.has(type)) type = typeForStatus(status);
+  if (type === undefined || !OPENAI_TYPES.has(type)) type = typeForStatus(status);
   return { message, type, param, code };
+}
+
+const OPENAI_TYPES = new Set(['invalid_request_error', 'authentication_error', 'not_found_error', 'rate_limit_error', 'server_error', 'timeout_error', 'permission_error']);
+
+/**
+ * Over-long prompt messages: vLLM ("This model's maximum context length is …"), SGLang ("… is longer than the
+ * model's context length …", "… exceeds the maximum allowed length …"), llama.cpp ("… exceeds the available context
+ * size …", "Context size has been exceeded."), TGI ("`inputs` tokens + `max_new_tokens` must be <= …").
+ */
+const CONTEXT_LENGTH = /maximum context length|longer than the model's context length|exceeds the maximum allowed length|exceeds the available context size|context size has been exceeded|tokens \+ `max_new_tokens` must be <=/i;
+const ENGINE_FAILURE = /EngineCore encountered an issue|EngineDeadError|engine loop has died|Engine core .* died/i;
+
+/**
+ * The status a client gets for an upstream's error status before headers: TGI answers 422 to validation errors and
+ * 424 to failed generations, which OpenAI's clients do not map to an error class; they become 400 and 502.
+ */
+export function clientStatus(status: number): number {
+  if (status === 422) return 400;
+  if (status === 424) return 502;
+  return status;
 }
 
 /** Whether an SSE data payload is an in-band error object rather than a chunk: a byte check of the first key, then

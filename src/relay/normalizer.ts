@@ -10,4 +10,6 @@ export type NormalizeResult = string | readonly string[] | null | { error: OpenA
 
 export interface ChunkNormalizer {
   chunk(data: string): NormalizeResult;
+  /** Choices this engine streams whatever the request's `n` (Ollama and TGI stream one); default: the request's `n`. */
+  readonly choices?: number | undefined;
 }

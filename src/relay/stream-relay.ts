@@ -75,11 +75,14 @@ export class StreamRelay implements Tickable {
   #usage: TokenUsage | undefined;
   #responsesTerminal = false;
   #normalizer: ChunkNormalizer | undefined;
+  /** Finish reasons that make the stream complete: the request's `n`, or what the engine streams (normalizer). */
+  #choices: number;
 
   constructor(options: RelayOptions) {
     this.#o = options;
     this.#startedAt = options.ticker.now;
     this.#lastWriteAt = this.#startedAt;
+    this.#choices = options.choices;
     this.#parser = createParser({ onEvent: (ev) => this.#onEvent(ev) }, { maxBufferBytes: options.maxEventBytes });
     options.ticker.add(this);
   }
@@ -104,6 +107,7 @@ export class StreamRelay implements Tickable {
     }
     this.#body = body;
     this.#normalizer = normalizer;
+    this.#choices = normalizer?.choices ?? this.#o.choices;
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;
     body.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -190,6 +194,13 @@ export class StreamRelay implements Tickable {
     if (o.kind === 'responses') return this.#onResponsesEvent(ev);
 
     if (data === '[DONE]') {
+      if (this.#normalizer && this.#finishes === 0) {
+        // TGI 2.4.0 drops stream errors and old llama.cpp writes them on an `error:` line SSE parsers skip; either
+        // way `[DONE]` arrives with no finish reason. That is not an answer. (Not `< choices`: an engine that
+        // ignores `n` finishes one choice and is done.)
+        this.#finish('truncated', new SluiceError('SLUICE_UPSTREAM_TRUNCATED', 'upstream sent [DONE] before the answer was complete'));
+        return;
+      }
       o.writer.done();
       this.#finish('completed', undefined);
       return;
@@ -224,7 +235,8 @@ export class StreamRelay implements Tickable {
     if (inBand) return this.#upstreamError(inBand);
     let out = data;
     const usageAt = data.indexOf('"usage"');
-    if (usageAt !== -1) {
+    // `"usage":null` (vLLM completions, SGLang and TGI on every chunk) holds nothing to meter: no parse.
+    if (usageAt !== -1 && !data.startsWith(':null', usageAt + 7)) {
       const usage = readUsage(data);
       if (usage) {
         this.#usage = usage;
@@ -281,7 +293,7 @@ export class StreamRelay implements Tickable {
   #onEnd(): void {
     if (this.#finished) return;
     const o = this.#o;
-    if (o.kind === 'responses' ? this.#responsesTerminal : this.#finishes >= o.choices) {
+    if (o.kind === 'responses' ? this.#responsesTerminal : this.#finishes >= this.#choices) {
       // Engines such as llama.cpp and Ollama end without [DONE]; the answer is complete, so synthesize it.
       if (o.kind !== 'responses') o.writer.done();
       this.#finish('completed', undefined);

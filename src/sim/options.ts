@@ -26,6 +26,10 @@ export interface SimTiming {
   failRate: number;
   /** Probe mode: each token's text is ` @<epoch ms, µs precision>`, the time it was written, for delay measurement. */
   probe: boolean;
+  /** Reasoning tokens streamed before the answer, in the dialect's reasoning field (0 = none). */
+  reasoning: number;
+  /** Answer chat requests with a tool call (to the request's first tool, `get_weather` if none) instead of text. */
+  tools: boolean;
 }
 
 export const DEFAULT_TIMING: SimTiming = {
@@ -39,6 +43,8 @@ export const DEFAULT_TIMING: SimTiming = {
   failStatus: 500,
   failRate: 1,
   probe: false,
+  reasoning: 0,
+  tools: false,
 };
 
 const KEYS: Record<string, keyof SimTiming> = {
@@ -52,6 +58,8 @@ const KEYS: Record<string, keyof SimTiming> = {
   fail_status: 'failStatus',
   fail_rate: 'failRate',
   probe: 'probe',
+  reasoning: 'reasoning',
+  tools: 'tools',
 };
 
 /** Applies a request's `sim` object over the defaults. Returns an error message for a bad knob. */
@@ -67,9 +75,9 @@ export function mergeSimOptions(base: SimTiming, raw: unknown): SimTiming | stri
         return `sim.fail must be one of ${FAIL_MODES.join(', ')}`;
       }
       out.fail = v as FailMode;
-    } else if (key === 'probe') {
-      if (typeof v !== 'boolean') return 'sim.probe must be a boolean';
-      out.probe = v;
+    } else if (key === 'probe' || key === 'tools') {
+      if (typeof v !== 'boolean') return `sim.${k} must be a boolean`;
+      out[key] = v;
     } else {
       if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `sim.${k} must be a non-negative number`;
       out[key] = v;

@@ -4,12 +4,14 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_TIMING, mergeSimOptions, type SimTiming } from './options.ts';
 import { countPromptTokens, seedOf, simToken } from './text.ts';
-import type { SimDialect, StreamContext, Usage } from './dialects/dialect.ts';
-import { vllm } from './dialects/vllm.ts';
+import type { SimDialect, SimLogprob, SimToolCall, StreamContext, Usage } from './dialects/dialect.ts';
+import { SIM_DIALECTS, type SimDialectName } from './dialects/sim-dialects.ts';
 
 /**
  * The simulator: a real OpenAI-compatible HTTP server that streams generated text with configurable timing and
- * injected failures, byte-faithful to vLLM by default. It is Sluice's stand-in engine for tests, benchmarks, demos and
+ * injected failures, byte-faithful to vLLM by default and to SGLang, llama.cpp, Ollama or TGI on request (`dialect`).
+ * Besides the OpenAI endpoints it answers the engine's own fingerprint endpoints (`/version`, `/info`,
+ * `/api/version`), so `dialect: auto` detection can be tested against it. It is Sluice's stand-in engine for tests, benchmarks, demos and
  * `sluice doctor`, and is labelled a simulator in every response (`x-sluice-simulator: 1`).
  */
 
@@ -18,7 +20,8 @@ export interface SimulatorOptions {
   port?: number;
   models?: string[];
   timing?: Partial<SimTiming>;
-  dialect?: SimDialect;
+  /** The engine to imitate (default vllm). */
+  dialect?: SimDialect | SimDialectName;
   /** Largest request body accepted, bytes. */
   maxBodyBytes?: number;
 }
@@ -65,7 +68,7 @@ function probeToken(): string {
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
   const models = options.models && options.models.length > 0 ? options.models : DEFAULT_SIM_MODELS;
   const base: SimTiming = { ...DEFAULT_TIMING, ...options.timing };
-  const dialect = options.dialect ?? vllm;
+  const dialect: SimDialect = typeof options.dialect === 'string' ? SIM_DIALECTS[options.dialect] : (options.dialect ?? SIM_DIALECTS.vllm);
   const maxBody = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const events = new EventEmitter();
   const stats: SimStats = { started: 0, completed: 0, aborted: 0, inFlight: 0 };
@@ -100,14 +103,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (req.method === 'GET') {
-      if (path === '/v1/models') {
-        const created = Math.floor(Date.now() / 1000);
-        const data = models.map((id) => ({ id, object: 'model', created, owned_by: dialect.ownedBy }));
-        return sendJson(res, 200, JSON.stringify({ object: 'list', data }));
+      if (path === '/v1/models') return sendJson(res, 200, dialect.modelsBody(models, Math.floor(Date.now() / 1000)));
+      if (path === '/sim/stats') return sendJson(res, 200, JSON.stringify(stats));
+      const answer = dialect.engineGet(path, models);
+      if (answer) {
+        res.writeHead(answer.status, { 'content-type': answer.contentType, ...dialect.commonHeaders, 'x-sluice-simulator': '1' });
+        res.end(answer.body);
+        return;
       }
       if (path === '/health') return sendJson(res, 200, '{}');
-      if (path === '/version') return sendJson(res, 200, JSON.stringify({ version: 'sluice-sim' }));
-      if (path === '/sim/stats') return sendJson(res, 200, JSON.stringify(stats));
       return sendJson(res, 404, dialect.errorBody(`Not Found: ${path}`, 404, 'NotFoundError'));
     }
     if (req.method !== 'POST') return sendJson(res, 405, dialect.errorBody('Method Not Allowed', 405, 'BadRequestError'));
@@ -143,7 +147,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     }
 
     const stream = body['stream'] === true;
-    if (!stream && body['stream_options'] != null) {
+    if (!stream && body['stream_options'] != null && dialect.rejectsStreamOptionsWithoutStream) {
       // vLLM: "Stream options can only be defined when `stream=True`." (protocol.py validator)
       return sendJson(
         res,
@@ -155,15 +159,18 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const seed = seedOf(promptText);
     const maxTokens = body['max_tokens'] ?? body['max_completion_tokens'] ?? body['max_output_tokens'];
     const limit = typeof maxTokens === 'number' && maxTokens > 0 ? maxTokens : Infinity;
-    const count = Math.min(timing.tokens, limit);
-    const reason = count < timing.tokens ? 'length' : 'stop';
-    const n = typeof body['n'] === 'number' && body['n'] > 1 ? Math.min(body['n'], 8) : 1;
+    const kind = path === '/v1/chat/completions' ? 'chat' : path === '/v1/completions' ? 'completion' : path === '/v1/responses' ? 'responses' : null;
+    const toolCall = kind === 'chat' && timing.tools ? simToolCall(body) : undefined;
+    const reasoningCount = kind === 'chat' ? Math.min(timing.reasoning, limit) : 0;
+    const count = toolCall ? 0 : Math.min(timing.tokens, limit - reasoningCount);
+    const reason = toolCall ? 'tool_calls' : count < timing.tokens ? 'length' : 'stop';
+    const n = typeof body['n'] === 'number' && body['n'] > 1 ? Math.min(body['n'], 8, dialect.maxChoices) : 1;
     const promptTokens = countPromptTokens(promptText);
-    const usage: Usage = { prompt_tokens: promptTokens, completion_tokens: count * n, total_tokens: promptTokens + count * n };
+    const perChoice = reasoningCount + (toolCall ? TOOL_CALL_TOKENS : count);
+    const usage: Usage = { prompt_tokens: promptTokens, completion_tokens: perChoice * n, total_tokens: promptTokens + perChoice * n };
 
     if (path === '/v1/embeddings') return sendEmbeddings(res, body, model, promptTokens);
-    const kind = path === '/v1/chat/completions' ? 'chat' : path === '/v1/completions' ? 'completion' : path === '/v1/responses' ? 'responses' : null;
-    if (kind === null) return sendJson(res, 404, dialect.errorBody(`Not Found: ${path}`, 404, 'NotFoundError'));
+    if (kind === null || (kind === 'responses' && !dialect.responses)) return sendJson(res, 404, dialect.errorBody(`Not Found: ${path}`, 404, 'NotFoundError'));
     if (kind === 'chat' && !Array.isArray(body['messages'])) {
       return sendJson(res, 400, dialect.errorBody('`messages` is required', 400, 'BadRequestError'));
     }
@@ -191,14 +198,23 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       for (let i = 0; i < count; i++) text += tokenText(i);
       finished = true;
       tokensSent = count;
-      return sendJson(res, 200, nonStreamBody(kind, model, text, reason, usage, n));
+      return sendJson(res, 200, nonStreamBody(kind, model, text, reason, usage, n, toolCall));
     }
 
+    const includeUsage =
+      typeof body['stream_options'] === 'object' &&
+      body['stream_options'] !== null &&
+      (body['stream_options'] as Record<string, unknown>)['include_usage'] === true;
+    const top = body['top_logprobs'];
     const ctx: StreamContext = {
-      id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomBytes(8).toString('hex')}`,
+      id: dialect.streamId(kind),
       created: Math.floor(Date.now() / 1000),
       model,
       n,
+      usage,
+      includeUsage,
+      logprobs: kind === 'chat' && body['logprobs'] === true,
+      topLogprobs: typeof top === 'number' ? Math.max(0, Math.min(5, Math.floor(top))) : 0,
     };
     res.writeHead(200, { ...dialect.streamHeaders, ...dialect.commonHeaders, 'x-sluice-simulator': '1' });
     res.flushHeaders();
@@ -224,38 +240,51 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       if (finished) res.end();
       return;
     }
-    const includeUsage =
-      typeof body['stream_options'] === 'object' &&
-      body['stream_options'] !== null &&
-      (body['stream_options'] as Record<string, unknown>)['include_usage'] === true;
+    // What each step writes, for every choice: reasoning tokens, then the answer's tokens or one tool call. A step's
+    // text is made when it is written (probe mode stamps the time into it).
+    const chat = kind === 'chat' ? dialect.chat(ctx) : undefined;
+    const text = kind === 'completion' ? dialect.completion(ctx) : undefined;
+    const writer = chat ?? text;
+    if (!writer) return;
+    const all = (one: (c: number) => string): string => {
+      let out = '';
+      for (let c = 0; c < n; c++) out += one(c);
+      return out;
+    };
+    const steps: Array<() => string> = [];
+    for (let i = 0; i < reasoningCount; i++) steps.push(() => all((c) => chat?.reasoning(c, simToken(i, seed + 7)) ?? ''));
+    if (toolCall) steps.push(() => all((c) => chat?.toolCall(c, toolCall) ?? ''));
+    // A limit cuts the answer on its last token, which engines send with the finish; an EOS token has no text.
+    const cutLast = reason === 'length' && count > 0;
+    for (let i = 0; i < (cutLast ? count - 1 : count); i++) {
+      steps.push(() => {
+        const t = tokenText(i);
+        if (text) return all((c) => text.content(c, t));
+        const lp = ctx.logprobs ? simLogprob(t, i, ctx.topLogprobs) : undefined;
+        return all((c) => chat?.content(c, t, lp) ?? '');
+      });
+    }
 
     await sleep(jittered(timing.ttftMs, timing.jitterMs));
-    if (kind === 'chat') {
-      let roles = '';
-      for (let c = 0; c < n; c++) roles += dialect.chatRole(ctx, c);
-      if (!(await write(roles))) return;
-    }
-    for (let i = 0; i < count; i++) {
-      if (failing && i === timing.failAfter && (await injectFailure(res, timing, write))) return;
-      const t = tokenText(i);
-      let out = '';
-      for (let c = 0; c < n; c++) out += kind === 'chat' ? dialect.chatDelta(ctx, c, t) : dialect.completionDelta(ctx, c, t);
-      if (!(await write(out))) return;
+    if (chat && !(await write(chat.start()))) return;
+    for (let i = 0; i < steps.length; i++) {
+      if (failing && i === timing.failAfter && (await injectFailure(res, timing, write, writer))) return;
+      if (!(await write((steps[i] as () => string)()))) return;
       tokensSent++;
-      if (i < count - 1) await sleep(jittered(timing.itlMs, timing.jitterMs));
+      if (i < steps.length - 1 || cutLast) await sleep(jittered(timing.itlMs, timing.jitterMs));
     }
-    if (failing && timing.failAfter >= count && (await injectFailure(res, timing, write))) return;
+    if (failing && timing.failAfter >= steps.length && (await injectFailure(res, timing, write, writer))) return;
+    const lastText = cutLast ? tokenText(count - 1) : '';
     let tail = '';
-    for (let c = 0; c < n; c++) tail += kind === 'chat' ? dialect.chatFinish(ctx, c, reason) : dialect.completionFinish(ctx, c, reason);
-    tail += (kind === 'chat' ? dialect.chatUsage(ctx, usage, includeUsage) : dialect.completionUsage(ctx, usage, includeUsage)) ?? '';
-    tail += dialect.done;
+    for (let c = 0; c < n; c++) tail += chat ? chat.finish(c, reason, lastText) : (text?.finish(c, reason === 'length' ? 'length' : 'stop', lastText) ?? '');
+    tail += writer.end();
     if (!(await write(tail))) return;
     finished = true;
     res.end();
   }
 
   /** Returns true when the failure ended the response. */
-  async function injectFailure(res: ServerResponse, timing: SimTiming, write: (s: string) => Promise<boolean>): Promise<boolean> {
+  async function injectFailure(res: ServerResponse, timing: SimTiming, write: (s: string) => Promise<boolean>, writer?: { error(message: string): string }): Promise<boolean> {
     switch (timing.fail) {
       case 'hang':
         // Keep the connection open and silent until the client gives up.
@@ -265,7 +294,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         res.socket?.destroy();
         return true;
       case 'error_frame':
-        await write(dialect.errorFrames('simulated engine failure', 500));
+        if (!writer) return false;
+        await write(writer.error('simulated engine failure'));
         res.end();
         return true;
       default:
@@ -364,7 +394,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   };
 }
 
-function nonStreamBody(kind: 'chat' | 'completion' | 'responses', model: string, text: string, reason: string, usage: Usage, n: number): string {
+function nonStreamBody(kind: 'chat' | 'completion' | 'responses', model: string, text: string, reason: string, usage: Usage, n: number, toolCall: SimToolCall | undefined): string {
   const created = Math.floor(Date.now() / 1000);
   const id = randomBytes(8).toString('hex');
   if (kind === 'responses') {
@@ -380,7 +410,14 @@ function nonStreamBody(kind: 'chat' | 'completion' | 'responses', model: string,
   }
   const choices = Array.from({ length: n }, (_, index) =>
     kind === 'chat'
-      ? { index, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: reason }
+      ? {
+          index,
+          message: toolCall
+            ? { role: 'assistant', content: null, tool_calls: [{ id: `call_${id}${index}`, type: 'function', function: { name: toolCall.name, arguments: JSON.stringify(toolCall.args) } }] }
+            : { role: 'assistant', content: text },
+          logprobs: null,
+          finish_reason: reason,
+        }
       : { index, text, logprobs: null, finish_reason: reason },
   );
   return JSON.stringify({
@@ -391,4 +428,25 @@ function nonStreamBody(kind: 'chat' | 'completion' | 'responses', model: string,
     choices,
     usage,
   });
+}
+
+/** Completion tokens a simulated tool call counts for. */
+const TOOL_CALL_TOKENS = 12;
+
+/**
+ * The simulated tool call: to the request's first function tool (`get_weather` when it has none), always with the
+ * same arguments. The simulator does not read the tool's schema.
+ */
+function simToolCall(body: Record<string, unknown>): SimToolCall {
+  const tools = body['tools'];
+  const first: unknown = Array.isArray(tools) ? tools[0] : undefined;
+  const fn = first !== null && typeof first === 'object' ? (first as Record<string, unknown>)['function'] : undefined;
+  const name = fn !== null && typeof fn === 'object' ? (fn as Record<string, unknown>)['name'] : undefined;
+  return { name: typeof name === 'string' && name.length > 0 ? name : 'get_weather', args: { city: 'Paris', unit: 'celsius' } };
+}
+
+/** A deterministic log probability for the i-th token, with `top` made-up alternatives. */
+function simLogprob(token: string, i: number, top: number): SimLogprob {
+  const logprob = -Math.round(((i % 7) + 1) * 1234) / 100_000;
+  return { token, logprob, top: Array.from({ length: top }, (_, k) => ({ token: k === 0 ? token : ` alt${k}`, logprob: k === 0 ? logprob : logprob - k })) };
 }

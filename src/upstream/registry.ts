@@ -1,5 +1,10 @@
 import type { Config } from '../config/schema.ts';
 import { Upstream } from './upstream.ts';
+import { detectDialect } from './detect-dialect.ts';
+
+/** Where the registry reports what it found (`auto` dialect choices); stderr by default. */
+export type RegistryLog = (line: string) => void;
+const stderrLog: RegistryLog = (line) => void process.stderr.write(`${line}\n`);
 
 export interface ModelEntry {
   id: string;
@@ -18,10 +23,12 @@ export class Registry {
   readonly #aliases: Record<string, string>;
   #timer: NodeJS.Timeout | undefined;
   #rr = 0;
+  readonly #log: RegistryLog;
 
-  constructor(config: Config, env: NodeJS.ProcessEnv = process.env) {
+  constructor(config: Config, env: NodeJS.ProcessEnv = process.env, log: RegistryLog = stderrLog) {
     this.upstreams = config.upstreams.map((u, i) => new Upstream(u, i, config.timeouts.connect_ms, env));
     this.#aliases = config.aliases;
+    this.#log = log;
   }
 
   /** Discovers models once, then periodically (0 = only at start). */
@@ -59,6 +66,11 @@ export class Registry {
         if (typeof m.id === 'string') u.owners.set(m.id, typeof m.owned_by === 'string' ? m.owned_by : u.name);
       }
       u.markHealthy();
+      if (u.dialect === 'auto' && u.detected === undefined) {
+        const server = res.headers['server'];
+        u.detected = await detectDialect(u, { server: typeof server === 'string' ? server : undefined, body: parsed });
+        this.#log(`sluice: upstream ${u.name} speaks ${u.detected.dialect} (dialect auto: ${u.detected.reason})`);
+      }
     } catch (err) {
       u.markFailed(`model discovery failed: ${(err as Error).message}`);
     }

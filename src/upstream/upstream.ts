@@ -1,5 +1,12 @@
 import { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/schema.ts';
+import type { ResolvedDialect } from '../openai/dialects/create-normalizer.ts';
+
+/** What `dialect: auto` found, and the evidence, for the log line. */
+export interface DialectDetection {
+  dialect: ResolvedDialect;
+  reason: string;
+}
 
 /** After a failure, an upstream is skipped (unless nothing else is left) for this long, then tried again. */
 const COOLDOWN_MS = 5_000;
@@ -16,6 +23,8 @@ export class Upstream {
   readonly pool: Pool;
   readonly staticModels: readonly string[] | undefined;
   readonly dialect: UpstreamConfig['dialect'];
+  /** `auto`'s finding, once model discovery has reached the engine. */
+  detected: DialectDetection | undefined;
   readonly maxConnections: number;
   models = new Set<string>();
   /** owned_by per model, from discovery. */
@@ -51,6 +60,17 @@ export class Upstream {
   /** Path on the upstream for an OpenAI path such as `/chat/completions`. */
   path(openaiPath: string): string {
     return `${this.#pathPrefix}${openaiPath}`;
+  }
+
+  /** Path of an engine's own endpoint beside its OpenAI API (`/version`, `/info`, `/api/version`). */
+  rootPath(enginePath: string): string {
+    return `${this.#pathPrefix.replace(/\/v1$/, '')}${enginePath}`;
+  }
+
+  /** The dialect its streams are normalized for: the configured one, or what `auto` detected (until then, `openai`:
+   * relayed as they are). */
+  get activeDialect(): ResolvedDialect {
+    return this.dialect === 'auto' ? (this.detected?.dialect ?? 'openai') : this.dialect;
   }
 
   /** Headers for an upstream request (auth included). */

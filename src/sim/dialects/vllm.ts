@@ -1,52 +1,83 @@
-import type { SimDialect, StreamContext, Usage } from './dialect.ts';
+import { randomBytes } from 'node:crypto';
+import { argumentPieces, frame, tokenBytes, type ChatWriter, type CompletionWriter, type SimDialect, type SimLogprob, type StreamContext, type Usage } from './dialect.ts';
+import { pyDumps } from './py-json.ts';
 
 /**
- * vLLM's OpenAI server (vllm/entrypoints/openai/serving_chat.py, serving_completion.py): compact JSON with
- * `logprobs:null`, `token_ids:null` and `stop_reason` extras; the usage chunk has `choices:[]` and only comes with
- * `stream_options.include_usage`; `[DONE]` ends every stream, also after an error frame.
- * See DESIGN.md for a recorded example; docs/engines.md for sources.
+ * vLLM's OpenAI server, v0.10.2–v0.11 (vllm-project/vllm `vllm/entrypoints/openai/serving_chat.py`
+ * `chat_completion_stream_generator`, `serving_completion.py` `completion_stream_generator`, `protocol.py`,
+ * `serving_engine.py` `create_streaming_error_response`): compact JSON with `logprobs:null`, `token_ids:null` and
+ * `stop_reason` extras; a role chunk per choice; the usage chunk has `choices:[]` and only comes with
+ * `stream_options.include_usage`; `[DONE]` ends every stream, also after an error frame, which is spaced `json.dumps`.
+ * Recorded shapes: test/fixtures/dialects/vllm/; DESIGN.md has an example.
  */
 const head = (ctx: StreamContext, object: string): string =>
   `{"id":"${ctx.id}","object":"${object}","created":${ctx.created},"model":${JSON.stringify(ctx.model)},"choices":[`;
-
-const frame = (json: string): string => `data: ${json}\n\n`;
 
 function usageJson(u: Usage): string {
   return `{"prompt_tokens":${u.prompt_tokens},"total_tokens":${u.total_tokens},"completion_tokens":${u.completion_tokens}}`;
 }
 
+/** `ChatCompletionLogProbs` (protocol.py): token, logprob, bytes, top_logprobs. */
+function logprobsJson(lp: SimLogprob): string {
+  const top = lp.top.map((t) => `{"token":${JSON.stringify(t.token)},"logprob":${t.logprob},"bytes":${JSON.stringify(tokenBytes(t.token))}}`);
+  return `{"content":[{"token":${JSON.stringify(lp.token)},"logprob":${lp.logprob},"bytes":${JSON.stringify(tokenBytes(lp.token))},"top_logprobs":[${top.join(',')}]}]}`;
+}
+
+function chat(ctx: StreamContext): ChatWriter {
+  const h = head(ctx, 'chat.completion.chunk');
+  const delta = (i: number, d: string, lp = 'null'): string => frame(`${h}{"index":${i},"delta":${d},"logprobs":${lp},"finish_reason":null,"token_ids":null}]}`);
+  return {
+    start: () => {
+      let out = '';
+      for (let i = 0; i < ctx.n; i++) out += frame(`${h}{"index":${i},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null}`);
+      return out;
+    },
+    reasoning: (i, text) => delta(i, `{"reasoning_content":${JSON.stringify(text)}}`),
+    content: (i, text, lp) => delta(i, `{"content":${JSON.stringify(text)}}`, lp ? logprobsJson(lp) : 'null'),
+    toolCall: (i, call) => {
+      // tool_parsers/hermes_tool_parser.py: the name first (DeltaToolCall key order id,type,index,function), then
+      // the json.dumps arguments in pieces.
+      let out = delta(i, `{"tool_calls":[{"id":"chatcmpl-tool-${randomBytes(16).toString('hex')}","type":"function","index":0,"function":{"name":${JSON.stringify(call.name)}}}]}`);
+      for (const piece of argumentPieces(pyDumps(call.args))) out += delta(i, `{"tool_calls":[{"index":0,"function":{"arguments":${JSON.stringify(piece)}}}]}`);
+      return out;
+    },
+    finish: (i, reason, last) =>
+      frame(`${h}{"index":${i},"delta":${reason === 'tool_calls' ? '{}' : `{"content":${JSON.stringify(last)}}`},"logprobs":null,"finish_reason":"${reason}","stop_reason":null,"token_ids":null}]}`),
+    end: () => (ctx.includeUsage ? frame(`${h}],"usage":${usageJson(ctx.usage)}}`) : '') + 'data: [DONE]\n\n',
+    // Newer vLLM reports a GenerationError as InternalServerError/500; v0.11 says BadRequestError/400 for everything.
+    error: (message) => frame(pyDumps({ error: { message, type: 'InternalServerError', param: null, code: 500 } })) + 'data: [DONE]\n\n',
+  };
+}
+
+function completion(ctx: StreamContext): CompletionWriter {
+  // model_dump_json(exclude_unset=False): every field, nulls included (v0.11.1+, where prompt_token_ids is null).
+  const h = head(ctx, 'text_completion');
+  const choice = (i: number, text: string, finish: string): string =>
+    frame(`${h}{"index":${i},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finish},"stop_reason":null,"prompt_token_ids":null,"token_ids":null}],"usage":null}`);
+  return {
+    content: (i, text) => choice(i, text, 'null'),
+    finish: (i, reason, last) => choice(i, last, `"${reason}"`),
+    end: () => (ctx.includeUsage ? frame(`${h}],"usage":${usageJson(ctx.usage)}}`) : '') + 'data: [DONE]\n\n',
+    error: (message) => frame(pyDumps({ error: { message, type: 'InternalServerError', param: null, code: 500 } })) + 'data: [DONE]\n\n',
+  };
+}
+
 export const vllm: SimDialect = {
   name: 'vllm',
-  ownedBy: 'vllm',
   streamHeaders: { 'content-type': 'text/event-stream; charset=utf-8' },
   commonHeaders: { server: 'uvicorn' },
-  chatRole: (ctx, i) =>
-    frame(
-      `${head(ctx, 'chat.completion.chunk')}{"index":${i},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null}`,
-    ),
-  chatDelta: (ctx, i, text) =>
-    frame(
-      `${head(ctx, 'chat.completion.chunk')}{"index":${i},"delta":{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null,"token_ids":null}]}`,
-    ),
-  chatFinish: (ctx, i, reason) =>
-    frame(
-      `${head(ctx, 'chat.completion.chunk')}{"index":${i},"delta":{"content":""},"logprobs":null,"finish_reason":"${reason}","stop_reason":null,"token_ids":null}]}`,
-    ),
-  chatUsage: (ctx, u, requested) =>
-    requested ? frame(`${head(ctx, 'chat.completion.chunk')}],"usage":${usageJson(u)}}`) : null,
-  completionDelta: (ctx, i, text) =>
-    frame(
-      `${head(ctx, 'text_completion')}{"index":${i},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":null,"stop_reason":null}]}`,
-    ),
-  completionFinish: (ctx, i, reason) =>
-    frame(
-      `${head(ctx, 'text_completion')}{"index":${i},"text":"","logprobs":null,"finish_reason":"${reason}","stop_reason":null}]}`,
-    ),
-  completionUsage: (ctx, u, requested) =>
-    requested ? frame(`${head(ctx, 'text_completion')}],"usage":${usageJson(u)}}`) : null,
-  errorFrames: (message, status) =>
-    frame(JSON.stringify({ error: { message, type: 'InternalServerError', param: null, code: status } })) +
-    'data: [DONE]\n\n',
-  done: 'data: [DONE]\n\n',
+  maxChoices: 8,
+  responses: true,
+  rejectsStreamOptionsWithoutStream: true,
+  // random_uuid(): 32 hex characters.
+  streamId: (kind) => `${kind === 'chat' ? 'chatcmpl' : kind === 'completion' ? 'cmpl' : 'resp'}-${randomBytes(16).toString('hex')}`,
+  modelsBody: (models, created) =>
+    JSON.stringify({
+      object: 'list',
+      data: models.map((id) => ({ id, object: 'model', created, owned_by: 'vllm', root: id, parent: null, max_model_len: 32768 })),
+    }),
+  engineGet: (path) => (path === '/version' ? { status: 200, contentType: 'application/json', body: '{"version":"0.11.0+sluice-sim"}' } : undefined),
+  chat,
+  completion,
   errorBody: (message, status, type) => JSON.stringify({ error: { message, type, param: null, code: status } }),
 };

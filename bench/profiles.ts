@@ -1,0 +1,69 @@
+import type { ProfileName, SimKnobs } from './phase.ts';
+
+/**
+ * The load profiles of issue 5. `quick` sizes keep `npm run bench` at about three minutes; `full` sizes are the
+ * issue's (500 streams at 20 tokens/s, 200 as fast as the upstream goes, 5,000 idle, churn).
+ */
+export interface Profile {
+  name: ProfileName;
+  what: string;
+  concurrency: number;
+  durationMs: number;
+  warmupMs: number;
+  sim: SimKnobs;
+  rate: number;
+  abortEveryMs: number;
+  openPerSecond: number;
+}
+
+const BASE = { rate: 0, abortEveryMs: 0, openPerSecond: 0 };
+
+export function profile(name: ProfileName, full: boolean): Profile {
+  switch (name) {
+    case 'latency':
+      // vLLM-like: 120 ms to the first token, then 20 tokens/s; every stream of a wave starts at once, as a batch
+      // does, and the waves repeat. One abort probe every 100 ms measures abort propagation under this load.
+      return {
+        ...BASE,
+        name,
+        what: 'streams × 20 tokens/s (40 tokens, 120 ms to first token), all starting at once; abort probes 10/s',
+        concurrency: 500,
+        durationMs: full ? 60_000 : 12_000,
+        warmupMs: full ? 5_000 : 3_000,
+        sim: { ttft_ms: 120, itl_ms: 50, tokens: 40, jitter_ms: 0 },
+        abortEveryMs: 100,
+      };
+    case 'throughput':
+      return {
+        ...BASE,
+        name,
+        what: 'streams as fast as the upstream goes (200 tokens, no pause between tokens)',
+        concurrency: 200,
+        durationMs: full ? 30_000 : 8_000,
+        warmupMs: 2_000,
+        sim: { ttft_ms: 0, itl_ms: 0, tokens: 200, jitter_ms: 0 },
+      };
+    case 'idle':
+      return {
+        ...BASE,
+        name,
+        what: 'open streams, one token every 3 s; then every client leaves at once',
+        concurrency: full ? 5_000 : 1_000,
+        durationMs: full ? 30_000 : 8_000,
+        warmupMs: 1_000,
+        sim: { ttft_ms: 0, itl_ms: 3_000, tokens: 0, jitter_ms: 0 },
+        openPerSecond: 2_000,
+      };
+    case 'churn':
+      return {
+        ...BASE,
+        name,
+        what: 'new connections per second, one short stream each (5 tokens), open loop',
+        concurrency: 2_000,
+        durationMs: full ? 30_000 : 8_000,
+        warmupMs: 1_000,
+        sim: { ttft_ms: 0, itl_ms: 1, tokens: 5, jitter_ms: 0 },
+        rate: full ? 500 : 200,
+      };
+  }
+}

@@ -1,0 +1,306 @@
+import { parseArgs } from 'node:util';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { PROFILES, type PhaseSpec, type ProfileName } from './phase.ts';
+import { profile as profileFor, type Profile } from './profiles.ts';
+import {
+  DEFAULT_SLUICE_BIN,
+  nginxVersion,
+  sluiceAvailable,
+  startLoad,
+  startNginx,
+  startSluice,
+  startUpstream,
+  type LoadGenerator,
+  type Running,
+} from './processes.ts';
+import { backgroundCpuPercent, formatTable, mergeRounds, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
+import { joinCloses, summarize } from './stats.ts';
+import { summarizeProfileFile } from './cpuprofile.ts';
+import { syscallCountingAvailable } from './syscalls.ts';
+
+/**
+ * `npm run bench`: Sluice, nginx (`proxy_buffering off`) and the upstream directly, side by side in one run, on the
+ * same simulator upstream, with load from a separate process. See docs/performance.md for what each figure means.
+ */
+
+const HELP = `Usage: npm run bench -- [options]      (or: node bench/run.ts [options])
+
+Runs the simulator as the upstream, then for each profile drives the same load straight at it, through nginx
+(proxy_buffering off; when installed) and through Sluice (when this checkout has 'sluice serve'), one after the
+other, each in its own process, and prints one table. The default is a quick run (about 3 minutes).
+
+Options:
+  --profile P       latency, throughput, idle, churn or all; a comma list works (default all)
+  --full            the issue's full sizes: 60 s latency window, 5,000 idle streams, 30 s elsewhere
+  --duration S      measurement window per phase, seconds (overrides the profile's)
+  --concurrency N   streams (latency, throughput, idle) or in-flight cap (churn) (overrides the profile's)
+  --rate N          churn: new connections per second
+  --rounds N        run everything N times, targets in rotating order, and report per-figure medians (default 1)
+  --targets LIST    comma list of direct, nginx, sluice (default: every one available)
+  --json FILE       also write every result as JSON, for comparison across commits
+  --sluice-bin FILE another checkout's bin/sluice.mjs to measure (e.g. an older commit; default this checkout's)
+  --sluice-node-args="ARGS"  extra Node flags for Sluice's process, e.g. --sluice-node-args="--max-semi-space-size=16"
+  --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
+  -h, --help        this help`;
+
+const { values: flags } = parseArgs({
+  options: {
+    profile: { type: 'string', default: 'all' },
+    full: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    concurrency: { type: 'string' },
+    rate: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
+    targets: { type: 'string' },
+    json: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    'sluice-bin': { type: 'string' },
+    'sluice-node-args': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  strict: true,
+});
+
+function die(message: string): never {
+  console.error(`bench: ${message}\n\n${HELP}`);
+  process.exit(2);
+}
+
+if (flags.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const positive = (name: string, raw: string | undefined): number | undefined => {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!(n > 0) || !Number.isFinite(n)) die(`${name}: '${raw}' is not a positive number`);
+  return n;
+};
+
+const profileNames: ProfileName[] =
+  flags.profile === 'all'
+    ? [...PROFILES]
+    : flags.profile.split(',').map((p) => {
+        if (!(PROFILES as readonly string[]).includes(p)) die(`--profile: '${p}' is not one of ${PROFILES.join(', ')}, all`);
+        return p as ProfileName;
+      });
+const durationS = positive('--duration', flags.duration);
+const concurrency = positive('--concurrency', flags.concurrency);
+const rate = positive('--rate', flags.rate);
+const rounds = Math.round(positive('--rounds', flags.rounds) ?? 1);
+const profiles: Profile[] = profileNames.map((name) => {
+  const p = profileFor(name, flags.full);
+  if (durationS !== undefined) p.durationMs = durationS * 1000;
+  if (concurrency !== undefined) p.concurrency = Math.round(concurrency);
+  if (rate !== undefined) p.rate = rate;
+  return p;
+});
+
+const nginx = nginxVersion();
+const sluiceBin = resolve(flags['sluice-bin'] ?? DEFAULT_SLUICE_BIN);
+const sluice = sluiceAvailable(sluiceBin);
+const wanted = flags.targets === undefined ? [...TARGETS] : flags.targets.split(',');
+for (const t of wanted) if (!(TARGETS as readonly string[]).includes(t)) die(`--targets: '${t}' is not one of ${TARGETS.join(', ')}`);
+const notes: string[] = [];
+const targets: TargetName[] = TARGETS.filter((t) => {
+  if (!wanted.includes(t)) return false;
+  if (t === 'nginx' && nginx === null) {
+    notes.push('nginx: not installed, not measured (apt-get install nginx)');
+    return false;
+  }
+  if (t === 'sluice' && !sluice) {
+    notes.push(`Sluice: ${sluiceBin} has no working 'sluice serve' (src/gateway.ts), not measured`);
+    return false;
+  }
+  return true;
+});
+// System calls per chunk say much about a proxy's cost; perf counts them for free when it is there.
+const countSyscalls = targets.some((t) => t !== 'direct') && syscallCountingAvailable();
+if (!countSyscalls && targets.some((t) => t !== 'direct')) notes.push('perf cannot count syscall tracepoints here (needs perf and root): no syscall figures');
+const sluiceNodeArgs = (flags['sluice-node-args'] ?? '').split(' ').filter((a) => a !== '');
+const cpuProfDir = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
+if (cpuProfDir !== undefined) mkdirSync(cpuProfDir, { recursive: true });
+
+// Status line: rewritten in place on a terminal, one line every few seconds otherwise.
+let lastStatus = 0;
+function status(text: string): void {
+  if (process.stderr.isTTY) {
+    process.stderr.write(`\r\x1b[K${text}`);
+  } else if (Date.now() - lastStatus > 5000) {
+    lastStatus = Date.now();
+    process.stderr.write(`${text}\n`);
+  }
+}
+function clearStatus(): void {
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K');
+}
+
+function describe(p: Profile): string {
+  const window = `${p.durationMs / 1000} s window`;
+  if (p.name === 'churn') return `${p.rate} ${p.what}; ${window}`;
+  return `${p.concurrency} ${p.what}; ${window}`;
+}
+
+const machine = {
+  cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  kernel: `Linux ${release()}`,
+  node: process.version,
+  nginx: nginx ?? 'not installed',
+};
+
+const running = new Set<{ stop(): Promise<void> }>();
+async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((r) => r.stop().catch(() => undefined)));
+  running.clear();
+}
+process.once('SIGINT', () => {
+  clearStatus();
+  console.error('bench: interrupted; stopping the processes it started');
+  void stopAll().finally(() => process.exit(130));
+});
+
+const scratch = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+/** Per profile, one outcome per round. */
+const outcomes = new Map<ProfileName, ProfileOutcome[]>(profiles.map((p) => [p.name, []]));
+const started = new Date();
+
+console.log(`Sluice benchmark, ${started.toISOString().slice(0, 10)}: ${machine.cpu}, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}, nginx ${machine.nginx}`);
+console.log(`targets: ${targets.join(', ')}; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
+for (const n of notes) console.log(`note: ${n}`);
+
+/** One profile against every target, in the given order, on a fresh upstream. */
+async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], round: number): Promise<ProfileOutcome> {
+  // Fresh processes for every profile, so each memory baseline and CPU window starts clean.
+  const upstream = await startUpstream();
+  running.add(upstream);
+  const outcome: ProfileOutcome = { profile: p.name, description: describe(p), results: {}, aborts: {} };
+  const tag = rounds > 1 ? `${p.name}-${round + 1}` : p.name;
+  for (const target of order) {
+    let proxy: Running | undefined;
+    try {
+      if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`));
+      if (target === 'sluice') {
+        const prof = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=sluice-${tag}.cpuprofile`];
+        proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof]);
+      }
+    } catch (err) {
+      clearStatus();
+      console.error(`bench: ${target} did not start, not measured in ${p.name}: ${(err as Error).message}`);
+      continue;
+    }
+    if (proxy) running.add(proxy);
+    status(`${p.name}/${target}: starting`);
+    const spec: PhaseSpec = {
+      profile: p.name,
+      target,
+      url: proxy?.url ?? upstream.url,
+      upstreamUrl: upstream.url,
+      pids: { upstream: upstream.pid, ...(proxy ? { proxy: proxy.pid } : {}) },
+      concurrency: p.concurrency,
+      durationMs: p.durationMs,
+      warmupMs: p.warmupMs,
+      sim: p.sim,
+      rate: p.rate,
+      abortEveryMs: p.abortEveryMs,
+      openPerSecond: p.openPerSecond,
+      syscalls: countSyscalls,
+    };
+    const result = await load.run(spec, status);
+    const closes = await upstream.closes();
+    if (result.clientCloses.length > 0) {
+      const { delays, unmatched } = joinCloses(result.clientCloses, closes);
+      outcome.aborts[target] = { ...summarize(delays), unmatched };
+    }
+    outcome.results[target] = result;
+    if (proxy) {
+      await proxy.stop();
+      running.delete(proxy);
+    }
+  }
+  await upstream.stop();
+  running.delete(upstream);
+  return outcome;
+}
+
+try {
+  const load = await startLoad();
+  running.add(load);
+  for (let round = 0; round < rounds; round++) {
+    // Each round starts the rotation at another target, so that a slow drift of the machine favours none.
+    const order = targets.map((_, i) => targets[(i + round) % targets.length] as TargetName);
+    for (const p of profiles) outcomes.get(p.name)?.push(await runProfile(load, p, order, round));
+  }
+} finally {
+  clearStatus();
+  await stopAll();
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+const sections = profiles.map((p) => {
+  const list = outcomes.get(p.name) ?? [];
+  return {
+    profile: p.name,
+    title: `${p.name}: ${describe(p)}${rounds > 1 ? `; median of ${rounds} rounds` : ''}`,
+    rows: mergeRounds(list.map(rowsFor)),
+  };
+});
+console.log('');
+console.log(formatTable(sections, targets));
+console.log(`
+direct is the baseline (absolute values); nginx and Sluice rows marked + are what the hop adds over direct in the same
+run. CPU from /proc/<pid>/stat (user + system) of the proxy process over the measurement window.`);
+for (const [profileName, list] of outcomes) {
+  list.forEach((o, round) => {
+    const where = rounds > 1 ? `${profileName} round ${round + 1}` : profileName;
+    for (const t of targets) {
+      const r = o.results[t];
+      if (r && r.errors.examples.length > 0) console.log(`${where}/${t} errors: ${r.errors.examples.join(' | ')}`);
+      if (r && backgroundCpuPercent(r) > 10) {
+        console.log(`${where}/${t}: other processes used ${backgroundCpuPercent(r).toFixed(0)}% of a core during the window; its figures are noisy`);
+      }
+      // Straight at the simulator a token arrives within a millisecond or two of its stamp; far more means the
+      // stamps were not taken when the tokens were written, and every delay figure is void.
+      if (r && t === 'direct' && r.delay.count > 0 && r.delay.p50 > 20) {
+        console.log(`${where}/direct: tokens arrive ${r.delay.p50.toFixed(0)} ms after their probe stamps at p50: the simulator's stamps are not taken at write time; delay figures are invalid`);
+      }
+      const a = o.aborts[t];
+      if (a && a.unmatched > 0) console.log(`${where}/${t}: ${a.unmatched} aborted streams never closed at the upstream (or their id was lost)`);
+    }
+  });
+}
+
+if (flags.json !== undefined) {
+  const file = resolve(flags.json);
+  mkdirSync(dirname(file), { recursive: true });
+  const json = {
+    schema: 'sluice-bench/1',
+    date: started.toISOString(),
+    command: process.argv.slice(2),
+    machine,
+    targets,
+    rounds,
+    profiles: profiles.map((p) => ({
+      profile: p.name,
+      description: describe(p),
+      params: p,
+      rounds: (outcomes.get(p.name) ?? []).map((o) => ({
+        aborts: o.aborts,
+        results: Object.fromEntries(Object.entries(o.results).map(([t, r]) => [t, { ...r, clientCloses: r.clientCloses.length }])),
+      })),
+    })),
+    rows: sections.flatMap((s) => s.rows),
+  };
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`results written to ${file}`);
+}
+
+if (cpuProfDir !== undefined) {
+  for (const f of readdirSync(cpuProfDir).filter((n) => n.endsWith('.cpuprofile'))) {
+    console.log(`\n${f}:`);
+    console.log(summarizeProfileFile(join(cpuProfDir, f), 25));
+  }
+}

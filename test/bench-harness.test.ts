@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { joinCloses, percentile, Samples, summarize } from '../bench/stats.ts';
+import { summarizeProfile } from '../bench/cpuprofile.ts';
+import { mergeRounds, rowsFor, type ProfileOutcome } from '../bench/report.ts';
+import { startLoad, startUpstream } from '../bench/processes.ts';
+import type { PhaseResult } from '../bench/phase.ts';
+
+test('percentile is nearest-rank; summaries do not reorder their input', () => {
+  const xs = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6];
+  const sorted = [...xs].sort((a, b) => a - b);
+  assert.equal(percentile(sorted, 50), 5);
+  assert.equal(percentile(sorted, 99), 10);
+  assert.equal(percentile(sorted, 0), 1);
+  assert.ok(Number.isNaN(percentile([], 50)));
+  const s = summarize(xs);
+  assert.deepEqual(s, { count: 10, p50: 5, p99: 10, max: 10, mean: 5.5 });
+  assert.deepEqual(xs.slice(0, 3), [5, 1, 4]);
+  const hundred = Array.from({ length: 100 }, (_, i) => i + 1);
+  assert.equal(summarize(hundred).p99, 99);
+});
+
+test('Samples grows past its initial size and summarizes like an array', () => {
+  const s = new Samples(16);
+  for (let i = 1000; i >= 1; i--) s.push(i);
+  assert.equal(s.length, 1000);
+  assert.deepEqual(s.summary(), summarize(Array.from({ length: 1000 }, (_, i) => i + 1)));
+});
+
+test('joinCloses pairs client and upstream closes by id and counts the lost ones', () => {
+  const { delays, unmatched } = joinCloses(
+    [
+      ['a', 100],
+      ['b', 200],
+      ['c', 300],
+    ],
+    [
+      ['b', 201.5],
+      ['a', 102],
+      ['x', 5],
+    ],
+  );
+  assert.deepEqual(delays, [2, 1.5]);
+  assert.equal(unmatched, 1);
+});
+
+test('a .cpuprofile summary charges self time to the leaf and total time once per function per sample', () => {
+  const frame = (id: number, functionName: string, url: string, children: number[] = []) => ({
+    id,
+    callFrame: { functionName, url, lineNumber: 0 },
+    children,
+  });
+  const profile = {
+    nodes: [
+      frame(1, '(root)', '', [2, 5]),
+      frame(2, 'relay', 'file:///x/src/relay/stream-relay.ts', [3]),
+      frame(3, 'relay', 'file:///x/src/relay/stream-relay.ts', [4]),
+      frame(4, 'parse', 'file:///x/src/sse/parser.ts'),
+      frame(5, '(idle)', ''),
+    ],
+    samples: [4, 4, 3, 5],
+    timeDeltas: [1000, 1000, 2000, 5000],
+  };
+  const s = summarizeProfile(profile);
+  assert.equal(s.busyMs, 4);
+  assert.equal(s.idleMs, 5);
+  const relay = s.functions.find((f) => f.name === 'relay');
+  const parse = s.functions.find((f) => f.name === 'parse');
+  assert.equal(relay?.selfMs, 2);
+  assert.equal(relay?.totalMs, 4);
+  assert.equal(parse?.selfMs, 2);
+  assert.deepEqual(s.areas, [
+    { area: 'src/sse', selfMs: 2 },
+    { area: 'src/relay', selfMs: 2 },
+  ]);
+  assert.match(s.folded, /^relay;relay;parse 2000$/m);
+});
+
+function fakeResult(target: string, delayP99: number, errors: number): PhaseResult {
+  const summary = { count: 1, p50: 1, p99: delayP99, max: delayP99, mean: 1 };
+  return {
+    profile: 'throughput',
+    target,
+    windowMs: 1000,
+    started: 1,
+    completed: 1,
+    errors: { socket: errors, status: 0, frame: 0, truncated: 0, examples: [] },
+    skipped: 0,
+    chunks: 1000,
+    comments: 0,
+    delay: summary,
+    ttfb: summary,
+    total: summary,
+    cpuMs: { proxy: 10, upstream: 0, load: 0, machine: 10 },
+    syscalls: null,
+    rss: null,
+    clientCloses: [],
+    upstreamLeft: 0,
+  };
+}
+
+test('rounds combine by median per figure, failures by sum, with each round measured against its own direct', () => {
+  const round = (d: number, n: number, s: number, sluiceErrors: number): ProfileOutcome => ({
+    profile: 'throughput',
+    description: '',
+    results: { direct: fakeResult('direct', d, 0), nginx: fakeResult('nginx', n, 0), sluice: fakeResult('sluice', s, sluiceErrors) },
+    aborts: {},
+  });
+  const rows = mergeRounds([round(1, 3, 2, 0), round(2, 3, 9, 1), round(1, 4, 2, 0)].map(rowsFor));
+  const p99 = rows.find((r) => r.metric === 'added delay per chunk p99');
+  assert.deepEqual(p99?.values, { direct: 1, nginx: 2, sluice: 1 });
+  assert.equal(p99?.ratio, 0.5);
+  const errors = rows.find((r) => r.metric === 'errors');
+  assert.equal(errors?.values.sluice, 1);
+  assert.equal(errors?.met, false);
+});
+
+test('a tiny run straight at the simulator completes every stream and pairs every abort', async (t) => {
+  const upstream = await startUpstream();
+  t.after(() => upstream.stop());
+  const load = await startLoad();
+  t.after(() => load.stop());
+  const result = await load.run({
+    profile: 'latency',
+    target: 'direct',
+    url: upstream.url,
+    upstreamUrl: upstream.url,
+    pids: { upstream: upstream.pid },
+    concurrency: 10,
+    durationMs: 2000,
+    warmupMs: 300,
+    sim: { ttft_ms: 20, itl_ms: 20, tokens: 10, jitter_ms: 0 },
+    rate: 0,
+    abortEveryMs: 200,
+    openPerSecond: 0,
+    syscalls: false,
+  });
+  assert.deepEqual(result.errors, { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] });
+  assert.ok(result.completed > 0 && result.chunks > 0 && result.delay.count > 0);
+  assert.equal(result.upstreamLeft, 0);
+  assert.ok(result.clientCloses.length > 0);
+  const { delays, unmatched } = joinCloses(result.clientCloses, await upstream.closes());
+  assert.equal(unmatched, 0);
+  assert.equal(delays.length, result.clientCloses.length);
+});
