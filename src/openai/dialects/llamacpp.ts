@@ -27,7 +27,9 @@ export class LlamaCppNormalizer extends DialectNormalizer {
   }
 
   #chat(data: string): Rewrite {
-    if (keyAt(data, '"role":"assistant"') !== -1) {
+    // `{"choices":[{"finish_reason":…,"index":0,"delta":{` comes first: the role, when there is one, follows at once.
+    const delta = data.indexOf('"delta":{');
+    if (delta !== -1 && data.startsWith('"role":"assistant"', delta + 9)) {
       this.#roleSeen = true;
       return replaceOnce(data, NULL_ROLE, '"role":"assistant","content":""');
     }

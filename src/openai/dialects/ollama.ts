@@ -35,18 +35,24 @@ export class OllamaNormalizer extends DialectNormalizer {
     if (model !== -1 && data.charCodeAt(model + 9) === 0x22 /* " */) {
       return { error: { message: 'the engine (Ollama) failed while generating and did not report why', type: 'server_error', param: null, code: 'upstream_error' } };
     }
-    let s = replaceLeadingId(data, this.streamId);
-    if (s.indexOf('"choices":[]') !== -1) return s; // the usage chunk
-    if (this.kind === 'completion') return this.#finish(cutTail(s, ZERO_USAGE));
+    const choices = data.indexOf('"choices":[');
+    if (choices !== -1 && data.charCodeAt(choices + 11) === 0x5d /* ] */) return replaceLeadingId(data, this.streamId); // usage
+    if (this.kind === 'completion') return this.#finish(cutTail(replaceLeadingId(data, this.streamId), ZERO_USAGE));
 
-    const role = s.indexOf(ROLE);
-    if (role !== -1) {
+    // One concatenation: our id, the envelope, `"delta":{` without the role (and without `content:""` before
+    // `reasoning` or `tool_calls`), the rest.
+    const idEnd = data.startsWith('{"id":"') ? data.indexOf('"', 7) : -1;
+    const role = data.indexOf(ROLE, choices);
+    let s = data;
+    if (idEnd !== -1 && role !== -1) {
       let rest = role + ROLE.length;
-      if (s.startsWith(EMPTY_CONTENT, rest) && (s.startsWith('"reasoning":', rest + EMPTY_CONTENT.length) || s.startsWith('"tool_calls":', rest + EMPTY_CONTENT.length))) {
-        if (s.charCodeAt(rest + EMPTY_CONTENT.length + 1) === 0x74 /* t */) this.#toolSeen = true;
+      if (data.startsWith(EMPTY_CONTENT, rest) && (data.startsWith('"reasoning":', rest + EMPTY_CONTENT.length) || data.startsWith('"tool_calls":', rest + EMPTY_CONTENT.length))) {
+        if (data.charCodeAt(rest + EMPTY_CONTENT.length + 1) === 0x74 /* t */) this.#toolSeen = true;
         rest += EMPTY_CONTENT.length;
       }
-      s = `${s.slice(0, role)}"delta":{${s.slice(rest)}`;
+      s = `{"id":"${this.streamId}${data.slice(idEnd, role)}"delta":{${data.slice(rest)}`;
+    } else {
+      s = replaceLeadingId(data, this.streamId);
     }
     if (!s.endsWith(NOT_FINISHED)) s = this.#finish(s);
     if (this.#roleSent) return s;

@@ -5,6 +5,7 @@ import { DialectNormalizer, type Rewrite } from './dialect-normalizer.ts';
 const NULL_ROLE = '"delta":{"role":null,';
 const NULL_TAIL = ',"reasoning_content":null,"tool_calls":null}';
 const NULL_USAGE = ',"usage":null}';
+const NOT_FINISHED = '"finish_reason":null,"matched_stop":null}],"usage":null}';
 
 /**
  * SGLang (sgl-project/sglang `python/sglang/srt/entrypoints/openai/serving_chat.py` `_generate_chat_stream`, which
@@ -30,7 +31,7 @@ export class SglangNormalizer extends DialectNormalizer {
       // `"reasoning_content":null,"tool_calls":null}` … `"finish_reason":null,"matched_stop":null}],"usage":null}`.
       const role = data.indexOf(NULL_ROLE);
       const tail = role === -1 ? -1 : data.indexOf(NULL_TAIL, role);
-      if (tail !== -1 && data.endsWith(NULL_USAGE) && data.startsWith('"content":"', role + NULL_ROLE.length) && finishReasonOf(data) === undefined) {
+      if (tail !== -1 && data.endsWith(NOT_FINISHED) && data.startsWith('"content":"', role + NULL_ROLE.length)) {
         const open = role + 9; // after `"delta":{`
         return `${data.slice(0, open)}${data.slice(open + 12, tail)}}${data.slice(tail + NULL_TAIL.length, data.length - NULL_USAGE.length)}}`;
       }

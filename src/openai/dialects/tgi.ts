@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { normalizeUpstreamError, type OpenAIErrorObject } from '../upstream-error.ts';
 import { envelope, isObject, normalizeUsage, parseChunk, splitUsage, type Json } from './chunk-object.ts';
-import { finishReasonOf, keyAt, replaceFinishReason } from './chunk-text.ts';
+import { keyAt, replaceFinishReason } from './chunk-text.ts';
 import { DialectNormalizer, type Rewrite } from './dialect-normalizer.ts';
 
 const CHAT_HEAD = '{"object":"chat.completion.chunk","id":"';
 const TEXT_HEAD = '{"object":"text_completion","id":"';
 const ROLE = '"delta":{"role":"assistant",';
 const NULL_USAGE = ',"usage":null}';
+const NOT_FINISHED = '"finish_reason":null}],"usage":null}';
 
 /** TGI's finish reasons (`FinishReason::format`/`to_string`, router/src/lib.rs) in OpenAI's terms. */
 const FINISH: Record<string, string | null> = { eos_token: 'stop', stop_sequence: 'stop', '': null };
@@ -57,13 +58,15 @@ export class TgiNormalizer extends DialectNormalizer {
     if (this.kind === 'completion') return this.#completion(data);
     if (!data.startsWith(CHAT_HEAD)) return data;
     if (this.#toolArgs !== undefined) return this.#toolDelta(data);
-    const tools = keyAt(data, '"tool_calls":');
-    if (tools !== -1) {
+    // Searches that stop early: the delta opens with the role, then `content` or `tool_calls`.
+    const role = data.indexOf(ROLE);
+    const tools = role !== -1 ? (data.startsWith('"content":', role + ROLE.length) ? -1 : role + ROLE.length) : keyAt(data, '"tool_calls":');
+    if (tools !== -1 && data.startsWith('"tool_calls":', tools)) {
       if (data.charCodeAt(tools + 13) === 0x7b /* { */) return this.#toolDelta(data); // 2.x: an object
       this.#toolSeen = true; // 3.x: OpenAI's array form
     }
     // `usage` is the last key: `null` until the last token, which also has the finish.
-    if (this.#roleSent && data.endsWith(NULL_USAGE) && finishReasonOf(data) === undefined) return this.#fast(data, CHAT_HEAD);
+    if (this.#roleSent && data.endsWith(NOT_FINISHED)) return this.#fast(data, CHAT_HEAD);
     return this.#slow(data);
   }
 
