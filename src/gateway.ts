@@ -23,6 +23,8 @@ export interface GatewayOptions extends Omit<ConfigInput, 'upstreams'> {
   heartbeatMs?: number;
   /** Replaces the JSON-lines request log (tests pass a collector). */
   logger?: RequestLogger;
+  /** Receives operational notices (e.g. which dialect `auto` chose); stderr by default. */
+  notice?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -43,22 +45,22 @@ export interface Gateway {
 
 /** Starts a gateway. With no upstream configured, the built-in simulator is started in-process as its upstream. */
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
-  const { heartbeatMs, logger, env, ...rest } = options;
+  const { heartbeatMs, logger, notice, env, ...rest } = options;
   const input: ConfigInput = { ...rest, ...(heartbeatMs !== undefined ? { heartbeat_ms: heartbeatMs } : {}) };
-  return startGatewayWithConfig(validateConfig(input), { logger, env });
+  return startGatewayWithConfig(validateConfig(input), { logger, notice, env });
 }
 
 /** Starts a gateway from a validated configuration (the CLI's path). */
 export async function startGatewayWithConfig(
   config: Config,
-  hooks: { logger?: RequestLogger | undefined; env?: NodeJS.ProcessEnv | undefined } = {},
+  hooks: { logger?: RequestLogger | undefined; notice?: ((line: string) => void) | undefined; env?: NodeJS.ProcessEnv | undefined } = {},
 ): Promise<Gateway> {
   let simulator: Simulator | undefined;
   if (config.upstreams.length === 0) {
     simulator = await startSimulator({ timing: { ttftMs: config.sim.ttft_ms, itlMs: config.sim.itl_ms, tokens: config.sim.tokens } });
     config = { ...config, upstreams: [{ url: simulator.url, name: 'simulator', dialect: 'vllm', max_connections: 0 }] };
   }
-  const registry = new Registry(config, hooks.env ?? process.env);
+  const registry = new Registry(config, hooks.env ?? process.env, hooks.notice);
   await registry.start(config.discovery_interval_ms);
   // The ticker's period bounds how late a heartbeat, timeout or WebSocket ping can fire: a fifth of the shortest
   // one, 5 ms–1 s.

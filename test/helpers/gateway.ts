@@ -13,11 +13,12 @@ export async function sim(t: TestContext, options: SimulatorOptions = {}): Promi
 }
 
 /** Starts a gateway on port 0 whose request log lines are collected in `logs`, closed after the test. */
-export async function gateway(t: TestContext, options: GatewayOptions = {}): Promise<Gateway & { logs: RequestLogEntry[] }> {
+export async function gateway(t: TestContext, options: GatewayOptions = {}): Promise<Gateway & { logs: RequestLogEntry[]; notices: string[] }> {
   const logs: RequestLogEntry[] = [];
-  const g = await startGateway({ port: 0, drain_timeout_ms: 0, discovery_interval_ms: 0, ...options, logger: (e) => logs.push(e) });
+  const notices: string[] = [];
+  const g = await startGateway({ port: 0, drain_timeout_ms: 0, discovery_interval_ms: 0, notice: (l) => notices.push(l), ...options, logger: (e) => logs.push(e) });
   t.after(() => g.close());
-  return Object.assign(g, { logs });
+  return Object.assign(g, { logs, notices });
 }
 
 /** A real HTTP server on port 0 with a handler of the test's own (a scripted upstream). */
