@@ -202,3 +202,14 @@ test('a Responses stream cut mid-way ends with an error event, never as complete
   assert.ok(!r.includes('response.completed'));
   assert.match(r, /event: error\ndata: \{"type":"error","code":"sluice_upstream_truncated"/);
 });
+
+test('an upstream that starts after the gateway is discovered on the first request that needs it', async (t) => {
+  const port = await closedPort();
+  const g = await gateway(t, { upstreams: [{ url: `http://127.0.0.1:${port}/v1` }] });
+  assert.equal((await post(`${g.url}/chat/completions`, chatBody())).status, 503, 'nothing there yet');
+  await new Promise((r) => setTimeout(r, 1_100)); // re-discovery is rate-limited to once a second
+  await sim(t, { port, timing: { ttftMs: 0, itlMs: 0, tokens: 2 } });
+  const res = await post(`${g.url}/chat/completions`, chatBody());
+  assert.equal(res.status, 200);
+  assert.ok((await res.text()).endsWith('data: [DONE]\n\n'));
+});

@@ -49,6 +49,7 @@ export async function handleGenerate(ctx: GatewayContext, kind: RequestKind, req
   entry.stream = parsed.stream && kind !== 'embeddings';
   let routed: Routed;
   try {
+    if (!ctx.registry.serves(parsed.model)) await ctx.registry.rediscoverIfStale();
     routed = routeRequest(ctx, parsed, info.id);
   } catch (err) {
     return failEarly(res, toSluiceError(err), entry, done);

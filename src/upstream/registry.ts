@@ -24,6 +24,8 @@ export class Registry {
   #timer: NodeJS.Timeout | undefined;
   #rr = 0;
   readonly #log: RegistryLog;
+  #lastDiscovery = 0;
+  #discovering: Promise<void> | undefined;
 
   constructor(config: Config, env: NodeJS.ProcessEnv = process.env, log: RegistryLog = stderrLog) {
     this.upstreams = config.upstreams.map((u, i) => new Upstream(u, i, config.timeouts.connect_ms, env));
@@ -42,7 +44,22 @@ export class Registry {
 
   /** Asks every upstream for its models; failures mark the upstream unhealthy and keep its last known list. */
   async discover(): Promise<void> {
-    await Promise.all(this.upstreams.map((u) => this.#discoverOne(u)));
+    this.#discovering ??= Promise.all(this.upstreams.map((u) => this.#discoverOne(u))).then(() => {
+      this.#lastDiscovery = Date.now();
+      this.#discovering = undefined;
+    });
+    await this.#discovering;
+  }
+
+  /**
+   * Called when a request names a model nobody serves: if some upstream has not answered discovery yet (it started
+   * after the gateway, or was down), ask again now — at most once a second — rather than waiting for the next round.
+   */
+  async rediscoverIfStale(): Promise<boolean> {
+    const unknown = this.upstreams.some((u) => u.models.size === 0 && !u.staticModels);
+    if (!unknown || Date.now() - this.#lastDiscovery < 1_000) return false;
+    await this.discover();
+    return true;
   }
 
   async #discoverOne(u: Upstream): Promise<void> {
@@ -74,6 +91,12 @@ export class Registry {
     } catch (err) {
       u.markFailed(`model discovery failed: ${(err as Error).message}`);
     }
+  }
+
+  /** Whether any upstream serves `model` (or the model an alias names). */
+  serves(model: string): boolean {
+    const id = this.resolve(model);
+    return this.upstreams.some((u) => u.models.has(id));
   }
 
   /** Resolves an alias to the model id upstreams know. */
