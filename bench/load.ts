@@ -50,6 +50,8 @@ class Recorder {
 
 interface StreamOptions {
   url: URL;
+  /** The user message. */
+  prompt: string;
   knobs: SimKnobs;
   agent: Agent;
   /** Sent as the OpenAI `user` field; the upstream reports the close time of aborted streams by it. */
@@ -71,7 +73,7 @@ type Closer = () => void;
 function runStream(rec: Recorder, o: StreamOptions, onOpen?: (close: Closer) => void): Promise<boolean> {
   const payload: Record<string, unknown> = {
     model: 'sluice-sim',
-    messages: [{ role: 'user', content: 'Benchmark probe.' }],
+    messages: [{ role: 'user', content: o.prompt }],
     stream: true,
     sim: { probe: true, ...o.knobs },
   };
@@ -206,6 +208,7 @@ function openWindow(spec: PhaseSpec): () => Promise<Pick<PhaseResult, 'cpuMs' | 
 }
 
 const chatUrl = (base: string): URL => new URL(`${base.replace(/\/$/, '')}/chat/completions`);
+const promptOf = (spec: PhaseSpec): string => 'Benchmark probe.'.padEnd(Math.max(16, spec.promptBytes), ' lorem');
 
 async function upstreamInFlight(upstreamUrl: string): Promise<number> {
   const res = await fetch(new URL('/sim/stats', upstreamUrl));
@@ -243,6 +246,7 @@ function progress(spec: PhaseSpec, rec: Recorder, phaseStart: number): NodeJS.Ti
 async function runClosedLoop(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseResult>> {
   const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
   const url = chatUrl(spec.url);
+  const prompt = promptOf(spec);
   const start = now();
   rec.windowStart = start + spec.warmupMs;
   rec.windowEnd = rec.windowStart + spec.durationMs;
@@ -255,7 +259,7 @@ async function runClosedLoop(spec: PhaseSpec, rec: Recorder): Promise<Partial<Ph
 
   const worker = async (): Promise<void> => {
     while (now() < rec.windowEnd) {
-      const failed = await runStream(rec, { url, knobs: spec.sim, agent });
+      const failed = await runStream(rec, { url, prompt, knobs: spec.sim, agent });
       // A failing target must not turn the workers into a busy loop of instant failures.
       if (failed) await sleep(100);
     }
@@ -270,7 +274,7 @@ async function runClosedLoop(spec: PhaseSpec, rec: Recorder): Promise<Partial<Ph
     const lead = spec.sim.ttft_ms + 4 * spec.sim.itl_ms + 200;
     for (let k = 0; now() < rec.windowEnd - lead; k++) {
       const id = `abort-${spec.target}-${k}`;
-      probes.push(runStream(rec, { url, knobs: probeKnobs, agent, id, abortAfterTokens: 3 }));
+      probes.push(runStream(rec, { url, prompt, knobs: probeKnobs, agent, id, abortAfterTokens: 3 }));
       await sleep(spec.abortEveryMs);
     }
   }
@@ -283,8 +287,9 @@ async function runClosedLoop(spec: PhaseSpec, rec: Recorder): Promise<Partial<Ph
 async function runIdle(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseResult>> {
   const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
   const url = chatUrl(spec.url);
+  const prompt = promptOf(spec);
   const warm = Array.from({ length: 20 }, () =>
-    runStream(rec, { url, knobs: { ttft_ms: 0, itl_ms: 5, tokens: 20, jitter_ms: 0 }, agent }),
+    runStream(rec, { url, prompt, knobs: { ttft_ms: 0, itl_ms: 5, tokens: 20, jitter_ms: 0 }, agent }),
   );
   await Promise.all(warm);
   await sleep(Math.min(spec.warmupMs, 1000));
@@ -298,7 +303,7 @@ async function runIdle(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseRes
   const streams: Promise<boolean>[] = [];
   const batch = Math.max(1, Math.round(spec.openPerSecond / 20));
   for (let k = 0; k < spec.concurrency; k++) {
-    streams.push(runStream(rec, { url, knobs, agent, id: `idle-${spec.target}-${k}` }, (close) => closers.push(close)));
+    streams.push(runStream(rec, { url, prompt, knobs, agent, id: `idle-${spec.target}-${k}` }, (close) => closers.push(close)));
     if ((k + 1) % batch === 0) await sleep(50);
   }
   const openBy = now() + 30_000;
@@ -327,6 +332,7 @@ async function runIdle(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseRes
 async function runChurn(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseResult>> {
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
   const url = chatUrl(spec.url);
+  const prompt = promptOf(spec);
   const start = now();
   rec.windowStart = start + spec.warmupMs;
   rec.windowEnd = rec.windowStart + spec.durationMs;
@@ -342,7 +348,7 @@ async function runChurn(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseRe
         if (rec.inWindow(t)) rec.skipped++;
         continue;
       }
-      const p = runStream(rec, { url, knobs: spec.sim, agent, connectionClose: true });
+      const p = runStream(rec, { url, prompt, knobs: spec.sim, agent, connectionClose: true });
       streams.add(p);
       void p.then(() => streams.delete(p));
     }

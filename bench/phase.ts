@@ -37,6 +37,8 @@ export interface PhaseSpec {
   abortEveryMs: number;
   /** idle: streams opened per second while ramping up. */
   openPerSecond: number;
+  /** Size of each request's prompt (the user message), bytes: what a proxy may hold per open stream. */
+  promptBytes: number;
   /** Count the proxy's system calls over the window with `perf stat`. */
   syscalls: boolean;
 }

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -37,6 +38,7 @@ Options:
   --duration S      measurement window per phase, seconds (overrides the profile's)
   --concurrency N   streams (latency, throughput, idle) or in-flight cap (churn) (overrides the profile's)
   --rate N          churn: new connections per second
+  --prompt-bytes N  size of each request's prompt (default 16): what a proxy holds per open stream
   --rounds N        run everything N times, targets in rotating order, and report per-figure medians (default 1)
   --targets LIST    comma list of direct, nginx, sluice (default: every one available)
   --json FILE       also write every result as JSON, for comparison across commits
@@ -53,6 +55,7 @@ const { values: flags } = parseArgs({
     concurrency: { type: 'string' },
     rate: { type: 'string' },
     rounds: { type: 'string', default: '1' },
+    'prompt-bytes': { type: 'string' },
     targets: { type: 'string' },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
@@ -91,6 +94,7 @@ const durationS = positive('--duration', flags.duration);
 const concurrency = positive('--concurrency', flags.concurrency);
 const rate = positive('--rate', flags.rate);
 const rounds = Math.round(positive('--rounds', flags.rounds) ?? 1);
+const promptBytes = Math.round(positive('--prompt-bytes', flags['prompt-bytes']) ?? 16);
 const profiles: Profile[] = profileNames.map((name) => {
   const p = profileFor(name, flags.full);
   if (durationS !== undefined) p.durationMs = durationS * 1000;
@@ -144,12 +148,22 @@ function describe(p: Profile): string {
   return `${p.concurrency} ${p.what}; ${window}`;
 }
 
+/** Which Sluice was measured: the commit of the checkout `bin` belongs to, and whether its sources differ from it. */
+function sluiceVersion(bin: string): string {
+  const dir = dirname(dirname(bin));
+  const rev = spawnSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  if (rev.status !== 0) return `${dir} (not a git checkout)`;
+  const dirty = spawnSync('git', ['-C', dir, 'status', '--porcelain', '--', 'src', 'bin'], { encoding: 'utf8' });
+  return `${rev.stdout.trim()}${dirty.stdout.trim() ? ' with uncommitted changes in src/' : ''}`;
+}
+
 const machine = {
   cpu: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}`,
   memoryGiB: Math.round(totalmem() / 2 ** 30),
   kernel: `Linux ${release()}`,
   node: process.version,
   nginx: nginx ?? 'not installed',
+  sluice: targets.includes('sluice') ? sluiceVersion(sluiceBin) : 'not measured',
 };
 
 const running = new Set<{ stop(): Promise<void> }>();
@@ -169,7 +183,8 @@ const outcomes = new Map<ProfileName, ProfileOutcome[]>(profiles.map((p) => [p.n
 const started = new Date();
 
 console.log(`Sluice benchmark, ${started.toISOString().slice(0, 10)}: ${machine.cpu}, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}, nginx ${machine.nginx}`);
-console.log(`targets: ${targets.join(', ')}; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
+console.log(`Sluice: ${machine.sluice}`);
+console.log(`targets: ${targets.join(', ')}; prompt ${promptBytes} bytes; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
 for (const n of notes) console.log(`note: ${n}`);
 
 /** One profile against every target, in the given order, on a fresh upstream. */
@@ -208,6 +223,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
       abortEveryMs: p.abortEveryMs,
       openPerSecond: p.openPerSecond,
       syscalls: countSyscalls,
+      promptBytes,
     };
     const result = await load.run(spec, status);
     const closes = await upstream.closes();

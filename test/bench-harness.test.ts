@@ -134,6 +134,7 @@ test('a tiny run straight at the simulator completes every stream and pairs ever
     abortEveryMs: 200,
     openPerSecond: 0,
     syscalls: false,
+    promptBytes: 16,
   });
   assert.deepEqual(result.errors, { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] });
   assert.ok(result.completed > 0 && result.chunks > 0 && result.delay.count > 0);
