@@ -4,6 +4,7 @@ import { PassThrough } from 'node:stream';
 import { Ticker } from '../src/relay/ticker.ts';
 import { StreamRelay, type RelayResult } from '../src/relay/stream-relay.ts';
 import type { StreamWriter } from '../src/relay/writer.ts';
+import { fromReadable } from '../src/relay/upstream-source.ts';
 import type { SluiceError } from '../src/errors.ts';
 
 /** A writer that records what the relay asked for, in order. */
@@ -79,7 +80,7 @@ test('heartbeats every 15 s during a long first token, and none while tokens flo
   t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 0 });
   const { writer, relay, ticker } = setup();
   const body = new PassThrough();
-  relay.attach(body);
+  relay.attach(fromReadable(body));
   advance(t, 14_000);
   assert.deepEqual(writer.log, ['open'], 'nothing before 15 s');
   advance(t, 1_000);
@@ -119,7 +120,7 @@ test('idle timeout fires after idle_ms of upstream silence mid-stream, with hear
   t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 0 });
   const { writer, relay, results } = setup({ idleMs: 60_000 });
   const body = new PassThrough();
-  relay.attach(body);
+  relay.attach(fromReadable(body));
   body.write(CHUNK);
   await settle();
   advance(t, 59_000);
@@ -137,7 +138,7 @@ test('total timeout', async (t) => {
   t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 0 });
   const { relay, results } = setup({ totalMs: 100_000 });
   const body = new PassThrough();
-  relay.attach(body);
+  relay.attach(fromReadable(body));
   for (let i = 0; i < 10; i++) {
     body.write(CHUNK);
     await settle();

@@ -5,7 +5,7 @@ import { readUsage } from '../openai/usage.ts';
 import { clientStatus, normalizeUpstreamError } from '../openai/upstream-error.ts';
 import { createNormalizer } from '../openai/dialects/create-normalizer.ts';
 import { StreamRelay, type StreamKind } from '../relay/stream-relay.ts';
-import { forward, readBounded, type Forwarded } from '../upstream/forward.ts';
+import { forward, type Forwarded } from '../upstream/forward.ts';
 import type { GatewayContext } from './context.ts';
 import { readBody } from './body.ts';
 import { sendJsonError } from './send-error.ts';
@@ -158,7 +158,7 @@ export function startStream(
       return;
     }
     // A 4xx (bad request, unknown model upstream, context too long) or a 2xx that is not a stream: pass it on cleanly.
-    const { text } = await readBounded(upBody, 64 * 1024).catch(() => ({ text: '' }));
+    const { text } = await upBody.text(64 * 1024);
     if (statusCode >= 200 && statusCode < 300) {
       relay.fail(new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${forwarded.upstream.name} answered a stream request with '${contentType || 'no content type'}' instead of text/event-stream`));
       return;
@@ -219,7 +219,7 @@ async function nonStream(
     forwarded = await forward(replicas, { path: UPSTREAM_PATHS[kind], body, headers, signal: controller.signal, maxErrorBytes: 64 * 1024 });
     entry.upstream = forwarded.upstream.name;
     const { statusCode, headers: upHeaders } = forwarded.response;
-    const { text, truncated } = await readBounded(forwarded.response.body, ctx.config.limits.max_response_bytes);
+    const { text, truncated } = await forwarded.response.body.text(ctx.config.limits.max_response_bytes);
     if (truncated) throw new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream response exceeds ${ctx.config.limits.max_response_bytes} bytes`);
     if (statusCode >= 400) {
       const e = normalizeUpstreamError(text, statusCode);

@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
 import { SluiceError, type SluiceErrorCode } from '../errors.ts';
 import { parseInBandError, type OpenAIErrorObject } from '../openai/upstream-error.ts';
@@ -6,6 +5,7 @@ import { readUsage, stripUsage, type TokenUsage } from '../openai/usage.ts';
 import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
 import type { ChunkNormalizer } from './normalizer.ts';
+import type { UpstreamSource } from './upstream-source.ts';
 
 /** Which OpenAI stream is relayed: chat and completions use bare `data:` frames; responses keep `event:` names. */
 export type StreamKind = 'chat' | 'completion' | 'responses';
@@ -65,7 +65,7 @@ export class StreamRelay implements Tickable {
   readonly #parser: SseParser;
   readonly #startedAt: number;
   readonly #startedPerf = performance.now();
-  #body: Readable | undefined;
+  #body: UpstreamSource | undefined;
   #finished = false;
   #lastWriteAt: number;
   #lastReadAt = 0;
@@ -100,7 +100,7 @@ export class StreamRelay implements Tickable {
    * Streams a 2xx `text/event-stream` upstream body to the client, through the upstream dialect's normalizer when
    * it has one (chat/completions only; engines that already speak OpenAI's stream need none).
    */
-  attach(body: Readable, normalizer?: ChunkNormalizer): void {
+  attach(body: UpstreamSource, normalizer?: ChunkNormalizer): void {
     if (this.#finished) {
       body.destroy();
       return;
@@ -110,9 +110,11 @@ export class StreamRelay implements Tickable {
     this.#choices = normalizer?.choices ?? this.#o.choices;
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;
-    body.on('data', (chunk: Buffer) => this.#onData(chunk));
-    body.on('end', () => this.#onEnd());
-    body.on('error', (err) => this.#onUpstreamError(err));
+    body.consume({
+      data: (chunk) => this.#onData(chunk),
+      end: () => this.#onEnd(),
+      error: (err) => this.#onUpstreamError(err),
+    });
   }
 
   /** The client connection closed. Before the end of the stream, this aborts the upstream at once. */
@@ -348,12 +350,6 @@ export class StreamRelay implements Tickable {
   /** After [DONE], let the upstream response end by itself so its connection is reused; cut it if it lingers. */
   #releaseUpstream(): void {
     const body = this.#body;
-    if (!body || body.readableEnded || body.destroyed) return;
-    body.removeAllListeners('data');
-    body.on('error', () => {});
-    const timer = setTimeout(() => body.destroy(), 2_000);
-    timer.unref();
-    body.once('close', () => clearTimeout(timer));
-    body.resume();
+    if (body && !body.done) body.drain(2_000);
   }
 }

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici';
 import { SluiceError } from '../errors.ts';
 import { normalizeUpstreamError } from '../openai/upstream-error.ts';
 import type { Upstream } from './upstream.ts';
+import { dispatchRequest, type UpstreamResponse } from './upstream-body.ts';
 
 export interface ForwardRequest {
   /** OpenAI path, e.g. `/chat/completions`. */
@@ -15,7 +16,7 @@ export interface ForwardRequest {
 
 export interface Forwarded {
   upstream: Upstream;
-  response: Dispatcher.ResponseData;
+  response: UpstreamResponse;
   /** Must be called once the request is over (balancing counts in-flight requests). */
   release(): void;
 }
@@ -72,15 +73,13 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
         upstream.inFlight--;
       }
     };
-    let response: Dispatcher.ResponseData;
+    let response: UpstreamResponse;
     try {
-      response = await upstream.pool.request({
-        method: 'POST',
-        path: upstream.path(req.path),
-        headers: upstream.headers(req.headers),
-        body: req.body,
-        signal: req.signal,
-      });
+      response = await dispatchRequest(
+        upstream.pool,
+        { method: 'POST', path: upstream.path(req.path), headers: upstream.headers(req.headers), body: req.body },
+        req.signal,
+      );
     } catch (err) {
       release();
       if (req.signal.aborted) throw req.signal.reason instanceof SluiceError ? req.signal.reason : err;
@@ -98,7 +97,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
     }
     const status = response.statusCode;
     if (status >= 500 || status === 429) {
-      const { text } = await readBounded(response.body, req.maxErrorBytes).catch(() => ({ text: '' }));
+      const { text } = await response.body.text(req.maxErrorBytes);
       release();
       if (status >= 500) upstream.markFailed(`HTTP ${status}`);
       const e = normalizeUpstreamError(text, status);
