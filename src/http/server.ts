@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { newRequestId } from './request-id.ts';
 import { SluiceError, toSluiceError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { handleGenerate, type RequestInfo } from './generate.ts';
@@ -34,7 +34,7 @@ export function createRequestHandler(ctx: GatewayContext): (req: HttpRequest, re
 
 async function route(ctx: GatewayContext, req: HttpRequest, res: HttpResponse): Promise<void> {
   const given = req.headers['x-request-id'];
-  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomBytes(12).toString('hex')}`;
+  const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
   res.setHeader('x-request-id', id);
   res.setHeader('x-sluice-gateway', ctx.version);
   ctx.cors.apply(req, res);

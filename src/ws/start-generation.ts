@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { newRequestId } from '../http/request-id.ts';
 import { toSluiceError, type SluiceError } from '../errors.ts';
 import type { GatewayContext } from '../http/context.ts';
 import { logWhenDone, newLogEntry, routeRequest, startStream } from '../http/generate.ts';
@@ -21,7 +21,7 @@ export function startWsGeneration(
   ctx: GatewayContext,
   g: { kind: StreamKind; path: string; body: Record<string, unknown>; channel: WsChannel; framing: WsFraming; onEnd: () => void },
 ): WsGeneration | SluiceError {
-  const id = `req_${randomBytes(12).toString('hex')}`;
+  const id = newRequestId();
   const entry = newLogEntry({ id, method: 'WS', path: g.path, startedPerf: performance.now() });
   const done = logWhenDone(ctx, entry, performance.now());
   entry.stream = true;
