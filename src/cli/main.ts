@@ -1,7 +1,8 @@
-import { simCommand, SIM_HELP } from './sim-command.ts';
+import { simCommand } from './sim-command.ts';
 import { serveCommand } from './serve-command.ts';
 import { UsageError } from './args.ts';
 import { doctorCommand } from '../doctor/command.ts';
+import { benchCommand } from './bench-command.ts';
 
 const HELP = `Usage: sluice <command> [options]
 
@@ -9,6 +10,7 @@ Commands:
   serve     run the gateway (on the built-in simulator when no upstream is configured)
   sim       run the simulator alone (an engine stand-in; no model)
   doctor    diagnose a streaming endpoint and name the hop that breaks it
+  bench     benchmark Sluice against direct and nginx, side by side (see docs/performance.md)
   help      show this help; 'sluice <command> --help' for a command's options`;
 
 type Command = (argv: string[]) => Promise<number>;
@@ -17,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   serve: serveCommand,
   sim: simCommand,
   doctor: doctorCommand,
+  bench: benchCommand,
 };
 
 /** Runs the CLI; resolves to the exit code. */
@@ -46,4 +49,3 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-export { SIM_HELP };
