@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { gateway, sim, httpServer, post, chatBody, once, frames } from './helpers/gateway.ts';
+import { gateway, sim, httpServer, post, chatBody, once, frames, fastUpstream } from './helpers/gateway.ts';
 
 test('stream headers go out before the first token, with the SSE wire headers and no length or encoding', async (t) => {
   const s = await sim(t, { timing: { ttftMs: 1_500, tokens: 2 } });
@@ -154,31 +154,6 @@ test('a client that disconnects aborts the upstream request at once', async (t) 
   assert.equal(g.logs[0]?.outcome, 'client_aborted');
 });
 
-/** An upstream that writes 1 KB chunks as fast as its client takes them, respecting backpressure. */
-async function fastUpstream(t: import('node:test').TestContext, total: number) {
-  const chunk = `data: {"id":"x","choices":[{"index":0,"delta":{"content":"${'z'.repeat(1000)}"},"finish_reason":null}]}\n\n`;
-  const state = { written: 0, sent: 0, closedEarly: false, chunkBytes: chunk.length, closed: new Promise<void>(() => {}) };
-  let onClosed!: () => void;
-  state.closed = new Promise<void>((r) => (onClosed = r));
-  const up = await httpServer(t, (req, res) => {
-    if (req.url === '/v1/models') return void res.end(JSON.stringify({ data: [{ id: 'm' }] }));
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.on('close', () => {
-      state.closedEarly = state.sent < total || !res.writableFinished;
-      onClosed();
-    });
-    const pump = (): void => {
-      while (state.sent < total && !res.destroyed) {
-        state.sent++;
-        state.written += chunk.length;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end('data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n');
-    };
-    pump();
-  });
-  return { url: up.url, state };
-}
 
 function openStream(url: string): Promise<import('node:http').IncomingMessage> {
   const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { startGateway } from '../src/gateway.ts';
-import { gateway, httpServer, once, sim } from './helpers/gateway.ts';
+import { gateway, once, sim, fastUpstream } from './helpers/gateway.ts';
 import { expectedText, muxText, openSocket, TestSocket, wsUrl } from './helpers/ws.ts';
 
 const messages = (content: string): Array<{ role: string; content: string }> => [{ role: 'user', content }];
@@ -215,31 +215,6 @@ test('/v1/ws: ping frames keep the connection alive; a peer that stops answering
   assert.equal(alive.ws.readyState, WebSocket.OPEN, 'a client that answers stays connected');
 });
 
-/** An upstream that writes 1 KB chunks as fast as its client takes them, respecting backpressure. */
-async function fastUpstream(t: import('node:test').TestContext, total: number) {
-  const chunk = `data: {"id":"x","choices":[{"index":0,"delta":{"content":"${'z'.repeat(1000)}"},"finish_reason":null}]}\n\n`;
-  const state = { written: 0, sent: 0, closedEarly: false, closed: undefined as unknown as Promise<void> };
-  let onClosed!: () => void;
-  state.closed = new Promise<void>((r) => (onClosed = r));
-  const up = await httpServer(t, (req, res) => {
-    if (req.url === '/v1/models') return void res.end(JSON.stringify({ data: [{ id: 'm' }] }));
-    res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.on('close', () => {
-      state.closedEarly = state.sent < total || !res.writableFinished;
-      onClosed();
-    });
-    const pump = (): void => {
-      while (state.sent < total && !res.destroyed) {
-        state.sent++;
-        state.written += chunk.length;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end('data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n');
-    };
-    pump();
-  });
-  return { url: up.url, state };
-}
 
 test('/v1/ws: a slow reader pauses the upstream with bounded buffering, then gets everything', async (t) => {
   const total = 30_000; // ~30 MB if nothing pushed back

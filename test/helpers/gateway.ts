@@ -68,3 +68,30 @@ export function once<T>(emitter: NodeJS.EventEmitter, event: string, ms = 10_000
 export function frames(text: string): string[] {
   return text.split('\n\n').filter((f) => f.length > 0);
 }
+
+/** An upstream that writes 1 KB chunks as fast as its client takes them, respecting backpressure; `state` counts
+ * what it wrote and says whether its connection closed before the end. */
+export async function fastUpstream(t: TestContext, total: number) {
+  const chunk = `data: {"id":"x","choices":[{"index":0,"delta":{"content":"${'z'.repeat(1000)}"},"finish_reason":null}]}\n\n`;
+  const state = { written: 0, sent: 0, closedEarly: false, chunkBytes: chunk.length, closed: undefined as unknown as Promise<void> };
+  let onClosed!: () => void;
+  state.closed = new Promise<void>((r) => (onClosed = r));
+  const up = await httpServer(t, (req, res) => {
+    if (req.url === '/v1/models') return void res.end(JSON.stringify({ data: [{ id: 'm' }] }));
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.on('close', () => {
+      state.closedEarly = state.sent < total || !res.writableFinished;
+      onClosed();
+    });
+    const pump = (): void => {
+      while (state.sent < total && !res.destroyed) {
+        state.sent++;
+        state.written += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end('data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n');
+    };
+    pump();
+  });
+  return { url: up.url, state };
+}
