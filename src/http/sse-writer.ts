@@ -68,6 +68,17 @@ export class SseWriter implements StreamWriter {
     return (this.#res as ServerResponse).write(q);
   }
 
+  writeRaw(frames: Buffer): boolean {
+    if (this.closed) return true;
+    const res = this.#res as ServerResponse;
+    if (this.#queue !== '') {
+      const q = this.#queue;
+      this.#queue = '';
+      res.write(q);
+    }
+    return res.write(frames);
+  }
+
   onDrain(cb: () => void): void {
     (this.#res as ServerResponse).once('drain', cb);
   }

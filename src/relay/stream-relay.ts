@@ -6,6 +6,7 @@ import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
 import type { ChunkNormalizer } from './normalizer.ts';
 import type { UpstreamSource } from './upstream-source.ts';
+import { passThroughFinishes } from '../sse/passthrough.ts';
 
 /** Which OpenAI stream is relayed: chat and completions use bare `data:` frames; responses keep `event:` names. */
 export type StreamKind = 'chat' | 'completion' | 'responses';
@@ -75,6 +76,8 @@ export class StreamRelay implements Tickable {
   #usage: TokenUsage | undefined;
   #responsesTerminal = false;
   #normalizer: ChunkNormalizer | undefined;
+  /** Reads may bypass the parser (no dialect rewriting; chat/completions framing). */
+  #rawOk = false;
   /** Finish reasons that make the stream complete: the request's `n`, or what the engine streams (normalizer). */
   #choices: number;
 
@@ -107,6 +110,7 @@ export class StreamRelay implements Tickable {
     }
     this.#body = body;
     this.#normalizer = normalizer;
+    this.#rawOk = normalizer === undefined && this.#o.kind !== 'responses';
     this.#choices = normalizer?.choices ?? this.#o.choices;
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;
@@ -162,6 +166,16 @@ export class StreamRelay implements Tickable {
   #onData(chunk: Buffer): void {
     if (this.#finished) return;
     this.#lastReadAt = this.#o.ticker.now;
+    const w = this.#o.writer;
+    // Fast path: a read of whole plain chunk events, with nothing to meter, strip or rewrite, goes out as it came.
+    if (this.#rawOk && w.writeRaw && this.#parser.bufferedBytes === 0) {
+      const finishes = passThroughFinishes(chunk);
+      if (finishes !== -1) {
+        if (this.#firstEventPerf === undefined) this.#firstEventPerf = performance.now();
+        this.#finishes += finishes;
+        return this.#afterWrite(w.writeRaw(chunk));
+      }
+    }
     try {
       this.#parser.feed(chunk);
     } catch (err) {
@@ -175,9 +189,14 @@ export class StreamRelay implements Tickable {
   }
 
   #flush(): void {
+    this.#afterWrite(this.#o.writer.flush());
+  }
+
+  /** After a write: note the time, and pause the upstream when the client's buffer is full. */
+  #afterWrite(accepted: boolean): void {
     const w = this.#o.writer;
     this.#lastWriteAt = this.#o.ticker.now;
-    if (w.flush() || this.#stalledSince !== 0) return;
+    if (accepted || this.#stalledSince !== 0) return;
     // The client's buffer is full: stop reading the upstream until it drains (bounded memory per stream).
     this.#stalledSince = this.#o.ticker.now;
     this.#body?.pause();

@@ -17,6 +17,11 @@ export interface StreamWriter {
   done(): void;
   /** Writes what was queued. false: the client's buffer is full; wait for `onDrain`. */
   flush(): boolean;
+  /**
+   * Optional: writes upstream bytes that already are complete SSE frames in this transport's framing, after what was
+   * queued. Transports that re-frame events (WebSocket) leave it out and get events instead.
+   */
+  writeRaw?(frames: Buffer): boolean;
   onDrain(cb: () => void): void;
   /** Ends the response normally (after `done()` or an error event). */
   end(): void;
