@@ -18,7 +18,7 @@ const common = {
   stop: z.union([z.string(), z.array(z.string())]).nullable().optional(),
 };
 
-const SCHEMAS = {
+export const REQUEST_SCHEMAS = {
   chat: z.looseObject({
     ...common,
     messages: z.array(z.looseObject({ role: z.string().min(1) })).min(1),
@@ -40,7 +40,7 @@ const SCHEMAS = {
   }),
 } as const;
 
-export type RequestKind = keyof typeof SCHEMAS;
+export type RequestKind = keyof typeof REQUEST_SCHEMAS;
 
 export interface ParsedRequest {
   kind: RequestKind;
@@ -51,6 +51,8 @@ export interface ParsedRequest {
   wantsUsage: boolean;
   /** Number of choices (n), 1 by default. */
   choices: number;
+  /** The body as the client sent it, when it came as text (lets `upstreamBody` avoid re-serializing it). */
+  raw?: string;
 }
 
 /** Parses and validates a request body. Throws SluiceError (400) naming the field at fault. */
@@ -61,7 +63,9 @@ export function parseRequest(kind: RequestKind, raw: string): ParsedRequest {
   } catch (err) {
     throw new SluiceError('SLUICE_INVALID_JSON', `We could not parse the JSON body of your request: ${(err as Error).message}`);
   }
-  return validateRequest(kind, json);
+  const parsed = validateRequest(kind, json);
+  parsed.raw = raw;
+  return parsed;
 }
 
 /** Validates an already-parsed request body (a WebSocket message's). Throws SluiceError (400) naming the field. */
@@ -69,7 +73,8 @@ export function validateRequest(kind: RequestKind, json: unknown): ParsedRequest
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw new SluiceError('SLUICE_INVALID_REQUEST', 'The request body must be a JSON object.');
   }
-  const result = SCHEMAS[kind].safeParse(json, { reportInput: true });
+  // The common valid chat request is recognized by hand; zod runs for everything else and words every error.
+  const result = kind === 'chat' && plainChat(json as Record<string, unknown>) ? { success: true as const } : REQUEST_SCHEMAS[kind].safeParse(json, { reportInput: true });
   if (!result.success) {
     const issue = result.error.issues[0] as z.core.$ZodIssue;
     const param = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
@@ -89,6 +94,8 @@ export function validateRequest(kind: RequestKind, json: unknown): ParsedRequest
  * when not streaming (vLLM answers 400 to that). `model` is the resolved id when the client used an alias.
  */
 export function upstreamBody(req: ParsedRequest, model: string): string {
+  const spliced = spliceBody(req, model);
+  if (spliced !== undefined) return spliced;
   const body: Record<string, unknown> = { ...req.body, model };
   if (req.kind === 'chat' || req.kind === 'completion') {
     if (req.stream) {
@@ -99,4 +106,47 @@ export function upstreamBody(req: ParsedRequest, model: string): string {
     }
   }
   return JSON.stringify(body);
+}
+
+const isNil = (v: unknown): boolean => v === undefined || v === null;
+const optInt = (v: unknown): boolean => isNil(v) || (Number.isSafeInteger(v) && (v as number) >= 1);
+const optRange = (v: unknown, max: number): boolean => isNil(v) || (typeof v === 'number' && v >= 0 && v <= max);
+
+/** A chat body every field of which REQUEST_SCHEMAS.chat certainly accepts (false: ask zod, which may still accept it). */
+export function plainChat(b: Record<string, unknown>): boolean {
+  const model = b['model'];
+  const messages = b['messages'];
+  if (typeof model !== 'string' || model.length === 0 || !Array.isArray(messages) || messages.length === 0) return false;
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object' || Array.isArray(m)) return false;
+    const role = (m as Record<string, unknown>)['role'];
+    if (typeof role !== 'string' || role.length === 0) return false;
+  }
+  const stream = b['stream'];
+  if (!isNil(stream) && typeof stream !== 'boolean') return false;
+  const so = b['stream_options'];
+  if (!isNil(so)) {
+    if (typeof so !== 'object' || Array.isArray(so)) return false;
+    const iu = (so as Record<string, unknown>)['include_usage'];
+    if (!isNil(iu) && typeof iu !== 'boolean') return false;
+  }
+  const stop = b['stop'];
+  if (!isNil(stop) && typeof stop !== 'string' && !(Array.isArray(stop) && stop.every((x) => typeof x === 'string'))) return false;
+  return optInt(b['n']) && optInt(b['max_tokens']) && optInt(b['max_completion_tokens']) && optRange(b['temperature'], 2) && optRange(b['top_p'], 1);
+}
+
+/**
+ * The upstream body without re-serializing the client's: the raw text as sent, with `stream_options` spliced in
+ * front when a stream needs usage requested. Undefined when the body must be rebuilt (an alias to rewrite, or
+ * `stream_options` to change or drop).
+ */
+function spliceBody(req: ParsedRequest, model: string): string | undefined {
+  const raw = req.raw;
+  if (raw === undefined || model !== req.body['model']) return undefined;
+  if (req.kind !== 'chat' && req.kind !== 'completion') return raw;
+  if (req.body['stream_options'] !== undefined) return undefined;
+  if (!req.stream) return raw;
+  const open = raw.indexOf('{');
+  if (open === -1) return undefined;
+  return `${raw.slice(0, open)}{"stream_options":{"include_usage":true},${raw.slice(open + 1)}`;
 }
