@@ -1,27 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DoctorError } from '../src/doctor/doctor-error.ts';
-import type { ProbeResult } from '../src/doctor/probe-result.ts';
 import { runDoctor, type DoctorReport } from '../src/doctor/run-doctor.ts';
 import { gateway, sim } from './helpers/gateway.ts';
 import { pointAt, recipe, startCaddy, startHaproxy, startNginx } from './helpers/proxies.ts';
+import { findCheck, probeInfo } from './helpers/doctor.ts';
 
 /**
  * The doctor against Sluice: probe mode through the gateway (the simulator's stamps cross the gateway), and the
  * proxy recipes and known-bad set-ups of docs/proxies in front of Sluice instead of a bare engine.
  */
-
-/** What the probe measured, for assertion messages: enough to tell a slow machine from a slow hop. */
-function probeInfo(p: ProbeResult | undefined): string {
-  const m = p?.metrics;
-  return JSON.stringify({ probeMode: p?.probeMode, rejected: m?.probeRejected, delay: m?.probe?.delay, lag: p?.recording.loopLag, perRead: m?.tokensPerDelivery });
-}
-
-function find(report: DoctorReport, id: string, probe = 'chat') {
-  const c = report.checks.find((x) => x.id === id && x.probe === probe);
-  assert.ok(c, `no check ${id} for ${probe}`);
-  return c;
-}
 
 /** Failures and warnings, except the buffering check's warning, which a busy machine alone can cause. */
 function notPassing(report: DoctorReport): string[] {
@@ -49,7 +37,7 @@ test('nginx with its default buffering in front of Sluice still streams (X-Accel
   const nginx = await startNginx(t, pointAt(await recipe('nginx.md', 'nginx-default'), g.url));
   const report = await runDoctor({ url: nginx.url });
   assert.deepEqual(notPassing(report), []);
-  assert.equal(find(report, 'buffering').hop, null, 'no hop is blamed');
+  assert.equal(findCheck(report, 'buffering').hop, null, 'no hop is blamed');
   assert.ok(report.probes[0]?.hops.some((h) => h.kind === 'nginx'), 'nginx is seen in the chain');
 });
 
@@ -67,7 +55,7 @@ test('a proxy read timeout shorter than the silence is harmless in front of Slui
   const g = await gateway(t, { upstreams: [{ url: s.url }], heartbeatMs: 500 });
   const nginx = await startNginx(t, pointAt(await recipe('nginx.md', 'nginx-short-timeout'), g.url));
   const report = await runDoctor({ url: nginx.url, idleSeconds: 4 });
-  assert.equal(find(report, 'idle', 'idle').status, 'pass');
+  assert.equal(findCheck(report, 'idle', 'idle').status, 'pass');
   assert.deepEqual(notPassing(report), []);
 });
 
@@ -94,7 +82,7 @@ test('--compare Sluice behind nginx with Sluice directly: the hop adds little, m
   const g = await gateway(t, { upstreams: [{ url: s.url }] });
   const nginx = await startNginx(t, pointAt(await recipe('nginx.md', 'nginx'), g.url));
   const report = await runDoctor({ url: nginx.url, compare: g.url });
-  const c = find(report, 'compare', 'compare');
+  const c = findCheck(report, 'compare', 'compare');
   assert.notEqual(c.status, 'fail', c.summary);
   assert.match(c.summary, /measured with probe stamps/, `${probeInfo(report.probes[0])} vs ${probeInfo(report.compare?.probe)}`);
   const lag = Math.max(report.probes[0]?.recording.loopLag.p99 ?? 0, report.compare?.probe.recording.loopLag.p99 ?? 0);
@@ -105,11 +93,11 @@ test('CORS: the gateway allows the configured origin and the doctor sees it; ano
   const s = await sim(t);
   const g = await gateway(t, { upstreams: [{ url: s.url }], cors: { origins: ['https://app.example'] }, api_keys: ['sk-doctor-test-key'] });
   const ok = await runDoctor({ url: g.url, key: 'sk-doctor-test-key', origin: 'https://app.example' });
-  assert.equal(find(ok, 'cors.preflight', 'cors').status, 'pass');
-  assert.equal(find(ok, 'cors.response', 'cors').status, 'pass');
+  assert.equal(findCheck(ok, 'cors.preflight', 'cors').status, 'pass');
+  assert.equal(findCheck(ok, 'cors.response', 'cors').status, 'pass');
   const blocked = await runDoctor({ url: g.url, key: 'sk-doctor-test-key', origin: 'https://evil.example' });
   assert.equal(blocked.exitCode, 2);
-  assert.equal(find(blocked, 'cors.response', 'cors').status, 'fail');
+  assert.equal(findCheck(blocked, 'cors.response', 'cors').status, 'fail');
 });
 
 test('a gateway that wants a key: a clear 401 error naming --key', async (t) => {

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { ProbeResult } from '../src/doctor/probe-result.ts';
 import { runDoctor, type DoctorReport } from '../src/doctor/run-doctor.ts';
 import { startSimulator, type Simulator } from '../src/sim/server.ts';
 import { pointAt, recipe, startCaddy, startHaproxy, startNginx } from './helpers/proxies.ts';
+import { findCheck, probeInfo } from './helpers/doctor.ts';
 
 /**
  * The recipes in docs/proxies/*.md, run on Debian's real nginx, HAProxy and Caddy in front of the simulator (which
@@ -60,18 +60,6 @@ function wsRoundTrip(baseUrl: string): Promise<string> {
   });
 }
 
-/** What the probe measured, for assertion messages: enough to tell a slow machine from a slow hop. */
-function probeInfo(p: ProbeResult | undefined): string {
-  const m = p?.metrics;
-  return JSON.stringify({ probeMode: p?.probeMode, rejected: m?.probeRejected, delay: m?.probe?.delay, lag: p?.recording.loopLag, perRead: m?.tokensPerDelivery });
-}
-
-function find(report: DoctorReport, id: string, probe = 'chat') {
-  const c = report.checks.find((x) => x.id === id && x.probe === probe);
-  assert.ok(c, `no check ${id} for ${probe} in ${report.checks.map((x) => `${x.probe}/${x.id}`).join(', ')}`);
-  return c;
-}
-
 function failures(report: DoctorReport): string[] {
   return report.checks.filter((c) => c.status === 'fail').map((c) => `${c.id}: ${c.summary}`);
 }
@@ -84,7 +72,7 @@ test('nginx recipe in front of an engine streams: no failure, tokens one per rea
   const p = report.probes[0];
   assert.ok((p?.metrics.probe?.delay.p50 ?? Infinity) < 50 + (p?.recording.loopLag.p99 ?? 0), `probe delay p50 under 50 ms: ${probeInfo(p)}`);
   // behind nginx the missing X-Accel-Buffering is not held against a stream that works
-  assert.equal(find(report, 'headers.x-accel-buffering').status, 'pass');
+  assert.equal(findCheck(report, 'headers.x-accel-buffering').status, 'pass');
 });
 
 test('nginx with default buffering in front of the simulator fails and names nginx buffering and its fix', async (t) => {
@@ -92,7 +80,7 @@ test('nginx with default buffering in front of the simulator fails and names ngi
   const nginx = await startNginx(t, pointAt(await recipe('nginx.md', 'nginx-default'), s.url));
   const report = await runDoctor({ url: nginx.url });
   assert.equal(report.exitCode, 2);
-  const c = find(report, 'buffering');
+  const c = findCheck(report, 'buffering');
   assert.equal(c.status, 'fail');
   assert.match(c.hop ?? '', /nginx/);
   assert.match(c.summary, /nginx/);
@@ -104,7 +92,7 @@ test('nginx read timeout shorter than the silence: the idle probe is cut and ngi
   const s = await sim(t);
   const nginx = await startNginx(t, pointAt(await recipe('nginx.md', 'nginx-short-timeout'), s.url));
   const report = await runDoctor({ url: nginx.url, idleSeconds: 4 });
-  const idle = find(report, 'idle', 'idle');
+  const idle = findCheck(report, 'idle', 'idle');
   assert.equal(idle.status, 'fail');
   assert.match(idle.summary, /cut after (1\.\d|2\.\d) s of silence/);
   assert.match(idle.hop ?? '', /nginx.*proxy_read_timeout/);
@@ -125,7 +113,7 @@ test("HAProxy's default configuration fails: bursts every ~200 ms, fix option ht
   const haproxy = await startHaproxy(t, pointAt(await recipe('haproxy.md', 'haproxy-default'), s.url));
   const report = await runDoctor({ url: haproxy.url });
   assert.equal(report.exitCode, 2);
-  const c = find(report, 'buffering');
+  const c = findCheck(report, 'buffering');
   assert.equal(c.status, 'fail');
   assert.match(c.hop ?? '', /HAProxy/);
   assert.match(c.fix ?? '', /option http-no-delay/);
@@ -136,7 +124,7 @@ test('Caddy recipe in front of an engine streams, even when the first write is l
   const caddy = await startCaddy(t, pointAt(await recipe('caddy.md', 'caddy'), s.url));
   const report = await runDoctor({ url: caddy.url, body: { n: 3 } });
   assert.deepEqual(failures(report), []);
-  assert.equal(find(report, 'headers.content-encoding').status, 'pass');
+  assert.equal(findCheck(report, 'headers.content-encoding').status, 'pass');
 });
 
 test('Caddy compressing text/event-stream fails: the answer arrives at the end, Caddy encode is named', async (t) => {
@@ -144,19 +132,19 @@ test('Caddy compressing text/event-stream fails: the answer arrives at the end, 
   const caddy = await startCaddy(t, pointAt(await recipe('caddy.md', 'caddy-encode'), s.url));
   const report = await runDoctor({ url: caddy.url, body: { n: 3 } });
   assert.equal(report.exitCode, 2);
-  const c = find(report, 'buffering');
+  const c = findCheck(report, 'buffering');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /held back and delivered at the end/);
   assert.match(c.hop ?? '', /Caddy/);
   assert.match(c.fix ?? '', /encode/);
-  assert.equal(find(report, 'headers.content-encoding').status, 'warn');
+  assert.equal(findCheck(report, 'headers.content-encoding').status, 'warn');
 });
 
 test('--compare attributes nginx buffering to the hops between the engine and the public URL', async (t) => {
   const s = await sim(t);
   const nginx = await startNginx(t, pointAt(await recipe('nginx.md', 'nginx-default'), s.url));
   const report = await runDoctor({ url: nginx.url, compare: s.url });
-  const c = find(report, 'compare', 'compare');
+  const c = findCheck(report, 'compare', 'compare');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /between http:\/\/127\.0\.0\.1:\d+\/v1 and http:\/\/127\.0\.0\.1:\d+\/v1 \(nginx/);
   assert.ok((report.compare?.comparison.deltas.probeDelayP50Ms ?? 0) > 100, `nginx adds over 100 ms per token at p50: ${probeInfo(report.probes[0])} vs ${probeInfo(report.compare?.probe)}`);

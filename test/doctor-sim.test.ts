@@ -4,10 +4,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { constants as zc, createGzip } from 'node:zlib';
 import { DoctorError } from '../src/doctor/doctor-error.ts';
-import type { ProbeResult } from '../src/doctor/probe-result.ts';
-import { runDoctor, type DoctorReport } from '../src/doctor/run-doctor.ts';
+import { runDoctor } from '../src/doctor/run-doctor.ts';
 import { startSimulator, type Simulator } from '../src/sim/server.ts';
 import { freePort } from './helpers/proxies.ts';
+import { findCheck, probeInfo } from './helpers/doctor.ts';
 
 /**
  * The doctor against the simulator and against scripted servers that misbehave one way each: real HTTP servers on
@@ -63,18 +63,6 @@ async function stream(res: ServerResponse, n: number, gap: number, frame: (i: nu
   res.write(tail);
 }
 
-/** What the probe measured, for assertion messages: enough to tell a slow machine from a slow hop. */
-function probeInfo(p: ProbeResult | undefined): string {
-  const m = p?.metrics;
-  return JSON.stringify({ probeMode: p?.probeMode, rejected: m?.probeRejected, delay: m?.probe?.delay, lag: p?.recording.loopLag, perRead: m?.tokensPerDelivery });
-}
-
-function find(report: DoctorReport, id: string, probe = 'chat') {
-  const c = report.checks.find((x) => x.id === id && x.probe === probe);
-  assert.ok(c, `no check ${id} for ${probe}`);
-  return c;
-}
-
 async function rejectsWith(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
     assert.ok(err instanceof DoctorError, String(err));
@@ -88,7 +76,7 @@ test('the simulator streams: probe mode measures a sub-millisecond hop; only its
   const s = await simulator(t);
   const report = await runDoctor({ url: s.url });
   assert.equal(report.target, 'simulator');
-  assert.notEqual(find(report, 'buffering').status, 'fail');
+  assert.notEqual(findCheck(report, 'buffering').status, 'fail');
   const p = report.probes[0];
   assert.ok(p?.probeMode);
   assert.equal(p?.metrics.tokenEvents, 40);
@@ -105,7 +93,7 @@ test('the simulator streams: probe mode measures a sub-millisecond hop; only its
 test('a stream cut mid-answer is reported as truncated', async (t) => {
   const s = await simulator(t);
   const report = await runDoctor({ url: s.url, body: { sim: { probe: true, itl_ms: 20, tokens: 30, fail: 'drop', fail_after: 10 } } });
-  const end = find(report, 'sdk.end');
+  const end = findCheck(report, 'sdk.end');
   assert.equal(end.status, 'fail');
   assert.match(end.summary, /truncated/);
 });
@@ -113,7 +101,7 @@ test('a stream cut mid-answer is reported as truncated', async (t) => {
 test('an in-band error frame fails, and [DONE] after it is called out', async (t) => {
   const s = await simulator(t);
   const report = await runDoctor({ url: s.url, body: { sim: { probe: true, itl_ms: 20, tokens: 30, fail: 'error_frame', fail_after: 8 } } });
-  const c = find(report, 'sdk.error-frame');
+  const c = findCheck(report, 'sdk.error-frame');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /simulated engine failure/);
   assert.match(c.evidence.join('\n'), /\[DONE\]` followed the error frame/);
@@ -137,7 +125,7 @@ test('a server that holds the stream and sends it at the end fails buffering, wi
     res.end(`${all}${finish}data: [DONE]\n\n`);
   });
   const report = await runDoctor({ url });
-  const c = find(report, 'buffering');
+  const c = findCheck(report, 'buffering');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /held back/);
   assert.match(c.fix ?? '', /--compare/);
@@ -157,8 +145,8 @@ test('a gzip stream flushed after every event still streams: decoded, passes buf
   });
   const report = await runDoctor({ url });
   assert.equal(report.probes[0]?.metrics.tokenEvents, 20);
-  assert.notEqual(find(report, 'buffering').status, 'fail');
-  assert.equal(find(report, 'headers.content-encoding').status, 'warn');
+  assert.notEqual(findCheck(report, 'buffering').status, 'fail');
+  assert.equal(findCheck(report, 'headers.content-encoding').status, 'warn');
 });
 
 test('SDK-breaking framing fails: a BOM and an event: block without data', async (t) => {
@@ -168,7 +156,7 @@ test('SDK-breaking framing fails: a BOM and an event: block without data', async
     await stream(res, 8, 20, (i) => (i === 3 ? `event: ping\n\n${chunk(' x')}` : chunk(` w${i}`)));
     res.end();
   });
-  const c = find(await runDoctor({ url }), 'sdk.framing');
+  const c = findCheck(await runDoctor({ url }), 'sdk.framing');
   assert.equal(c.status, 'fail');
   assert.match(c.evidence.join('\n'), /BOM/);
   assert.match(c.evidence.join('\n'), /event: ping/);
@@ -180,7 +168,7 @@ test('CRLF line ends and id: lines are warnings; a heartbeat after an id: line f
     await stream(res, 8, 20, (i) => `id: ${i}\r\n${chunk(` w${i}`).replace(/\n/g, '\r\n')}`);
     res.end();
   });
-  const warn = find(await runDoctor({ url: crlf }), 'sdk.framing');
+  const warn = findCheck(await runDoctor({ url: crlf }), 'sdk.framing');
   assert.equal(warn.status, 'warn');
   assert.match(warn.evidence.join('\n'), /CRLF/);
   const idThenComment = await scripted(t, async (_req, res) => {
@@ -188,7 +176,7 @@ test('CRLF line ends and id: lines are warnings; a heartbeat after an id: line f
     await stream(res, 8, 20, (i) => (i === 2 ? `id: 2\n${chunk(' w')}: keep-alive\n\n` : chunk(` w${i}`)));
     res.end();
   });
-  const fail = find(await runDoctor({ url: idThenComment }), 'sdk.framing');
+  const fail = findCheck(await runDoctor({ url: idThenComment }), 'sdk.framing');
   assert.equal(fail.status, 'fail');
   assert.match(fail.summary, /openai-python/);
 });
@@ -200,7 +188,7 @@ test('a response left open after [DONE] fails', async (t) => {
     // never res.end(): the connection stays open
   });
   const report = await runDoctor({ url, doneGraceMs: 500 });
-  const c = find(report, 'sdk.end');
+  const c = findCheck(report, 'sdk.end');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /stayed open after \[DONE\]/);
 });
@@ -211,7 +199,7 @@ test('schema: chunks without choices fail', async (t) => {
     await stream(res, 8, 20, (i) => `data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","text":"w${i}"}\n\n${chunk(` w${i}`)}`);
     res.end();
   });
-  const c = find(await runDoctor({ url }), 'sdk.schema');
+  const c = findCheck(await runDoctor({ url }), 'sdk.schema');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /choices/);
 });
@@ -219,7 +207,7 @@ test('schema: chunks without choices fail', async (t) => {
 test('idle: the simulator survives a 2 s silence but sends no heartbeats (warn); a non-Sluice target skips the test', async (t) => {
   const s = await simulator(t);
   const report = await runDoctor({ url: s.url, idleSeconds: 2 });
-  const idle = find(report, 'idle', 'idle');
+  const idle = findCheck(report, 'idle', 'idle');
   assert.equal(idle.status, 'warn');
   assert.match(idle.summary, /no heartbeats/);
   assert.ok((report.idle?.metrics.ttftMs ?? 0) >= 1900, 'the first token came after the silence');
@@ -228,7 +216,7 @@ test('idle: the simulator survives a 2 s silence but sends no heartbeats (warn);
     await stream(res, 8, 20);
     res.end();
   });
-  assert.equal(find(await runDoctor({ url: other, idleSeconds: 2 }), 'idle', 'idle').status, 'skip');
+  assert.equal(findCheck(await runDoctor({ url: other, idleSeconds: 2 }), 'idle', 'idle').status, 'skip');
 });
 
 test('CORS: a preflight that does not allow Authorization and a stream without Allow-Origin both fail', async (t) => {
@@ -242,15 +230,15 @@ test('CORS: a preflight that does not allow Authorization and a stream without A
     res.end();
   });
   const report = await runDoctor({ url, key: 'k', origin: 'https://app.example' });
-  assert.equal(find(report, 'cors.preflight', 'cors').status, 'fail');
-  assert.match(find(report, 'cors.preflight', 'cors').summary, /authorization/);
-  assert.equal(find(report, 'cors.response', 'cors').status, 'fail');
+  assert.equal(findCheck(report, 'cors.preflight', 'cors').status, 'fail');
+  assert.match(findCheck(report, 'cors.preflight', 'cors').summary, /authorization/);
+  assert.equal(findCheck(report, 'cors.response', 'cors').status, 'fail');
 });
 
 test('--compare of the simulator with itself passes: nothing is added between them', async (t) => {
   const s = await simulator(t);
   const report = await runDoctor({ url: s.url, compare: s.url });
-  const c = find(report, 'compare', 'compare');
+  const c = findCheck(report, 'compare', 'compare');
   assert.notEqual(c.status, 'fail', c.summary);
   const lag = Math.max(report.probes[0]?.recording.loopLag.p99 ?? 0, report.compare?.probe.recording.loopLag.p99 ?? 0);
   assert.ok(Math.abs(report.compare?.comparison.deltas.probeDelayP50Ms ?? Infinity) < 20 + lag, `${probeInfo(report.probes[0])} vs ${probeInfo(report.compare?.probe)}`);
@@ -263,7 +251,7 @@ test('--compare with an unreachable second URL keeps the report and fails the co
     res.end();
   });
   const report = await runDoctor({ url, compare: `http://127.0.0.1:${await freePort()}/v1` });
-  const c = find(report, 'compare', 'compare');
+  const c = findCheck(report, 'compare', 'compare');
   assert.equal(c.status, 'fail');
   assert.match(c.summary, /could not probe .*connection refused/);
   assert.equal(report.probes.length, 1);
