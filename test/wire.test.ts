@@ -204,3 +204,69 @@ test('a client stalled past client_stall_ms is disconnected and its upstream abo
   assert.equal(g.logs[0]?.outcome, 'client_stalled');
   assert.equal(g.logs[0]?.error_code, 'SLUICE_CLIENT_STALLED');
 });
+
+/** Reads HTTP/1.1 responses off raw bytes, strictly: status line, headers, then chunked framing to the last chunk. */
+function readChunkedResponses(raw: Buffer, count: number): Array<{ status: number; body: string }> {
+  const out: Array<{ status: number; body: string }> = [];
+  let at = 0;
+  while (out.length < count) {
+    const headEnd = raw.indexOf('\r\n\r\n', at);
+    assert.ok(headEnd !== -1, `response ${out.length + 1}: no end of headers`);
+    const head = raw.subarray(at, headEnd).toString('latin1');
+    assert.match(head, /\r\ntransfer-encoding: chunked/i, `response ${out.length + 1} is chunked`);
+    at = headEnd + 4;
+    const parts: Buffer[] = [];
+    for (;;) {
+      const lineEnd = raw.indexOf('\r\n', at);
+      const sizeLine = raw.subarray(at, lineEnd).toString('latin1');
+      assert.match(sizeLine, /^[0-9a-f]+$/, `chunk size line '${sizeLine}'`);
+      const size = parseInt(sizeLine, 16);
+      at = lineEnd + 2;
+      if (size === 0) {
+        assert.equal(raw.subarray(at, at + 2).toString('latin1'), '\r\n', 'no trailers, then CRLF');
+        at += 2;
+        break;
+      }
+      parts.push(raw.subarray(at, at + size));
+      assert.equal(raw.subarray(at + size, at + size + 2).toString('latin1'), '\r\n', 'CRLF after each chunk');
+      at += size + 2;
+    }
+    out.push({ status: Number(head.slice(9, 12)), body: Buffer.concat(parts).toString('utf8') });
+  }
+  assert.equal(at, raw.length, 'nothing after the last response');
+  return out;
+}
+
+test('chunked framing is exact on one kept-alive connection: a stream, a pipelined stream behind it, then another', async (t) => {
+  const s = await sim(t, { timing: { ttftMs: 5, itlMs: 2, tokens: 20 } });
+  const g = await gateway(t, { upstreams: [{ url: s.url }] });
+  const { port } = new URL(g.url);
+  const body = JSON.stringify(chatBody({ messages: [{ role: 'user', content: 'héllo ✓' }] }));
+  const request = `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const { connect } = await import('node:net');
+  const socket = connect(Number(port), '127.0.0.1');
+  t.after(() => socket.destroy());
+  const received: Buffer[] = [];
+  socket.on('data', (c: Buffer) => received.push(c));
+  // Two requests in one write: the second response waits for the first and must not be framed on a socket it does
+  // not own yet. Then a third on the same connection once both are done.
+  socket.write(request + request);
+  const bytes = (): Buffer => Buffer.concat(received);
+  const countDone = (): number => bytes().toString('latin1').split('data: [DONE]').length - 1;
+  const until = async (n: number): Promise<void> => {
+    for (let i = 0; i < 500 && !(countDone() >= n && bytes().toString('latin1').endsWith('0\r\n\r\n')); i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  await until(2);
+  socket.write(request);
+  await until(3);
+  const responses = readChunkedResponses(bytes(), 3);
+  for (const r of responses) {
+    assert.equal(r.status, 200);
+    const fs = frames(r.body);
+    assert.equal(fs.at(-1), 'data: [DONE]');
+    const pieces = fs.slice(0, -1).map((f) => (JSON.parse(f.slice(6)) as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content);
+    assert.equal(pieces.filter((p) => p).length, 20, 'every token arrived, once');
+  }
+  assert.equal(g.logs.length, 3);
+  assert.ok(g.logs.every((l) => l.outcome === 'completed'));
+});

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
+import type { Socket } from 'node:net';
 import { DONE_FRAME, HEARTBEAT_FRAME, dataFrame, namedFrame } from '../sse/encode.ts';
 import type { SluiceError } from '../errors.ts';
 import type { StreamWriter } from '../relay/writer.ts';
@@ -12,12 +13,23 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   'x-accel-buffering': 'no',
 };
 
-/** Writes SSE frames to an HTTP/1.1 or HTTP/2 response. */
+/**
+ * Writes SSE frames to an HTTP/1.1 or HTTP/2 response.
+ *
+ * On HTTP/1.1, once the headers are out, each flush is framed as one HTTP chunk (`<hex size>\r\n<frames>\r\n`) in
+ * one Buffer and written straight to the socket: one `write`, where `ServerResponse.write` costs four internal sends,
+ * a cork, a `nextTick` and a `writev` of four pieces (docs/performance.md, finding 3). `end()` still goes through
+ * the response, which writes the last chunk after these bytes and lets the server reuse the connection. Only when
+ * the response owns its socket with nothing queued of its own (not a pipelined response waiting for its turn, not
+ * HTTP/1.0); otherwise, and on HTTP/2, every write goes through the response.
+ */
 export class SseWriter implements StreamWriter {
   #res: ServerResponse | Http2ServerResponse;
   #extraHeaders: Record<string, string>;
   #queue = '';
   #opened = false;
+  /** The HTTP/1.1 socket written directly, chunk-framed; undefined when writes go through the response. */
+  #socket: Socket | undefined;
 
   constructor(res: ServerResponse | Http2ServerResponse, extraHeaders: Record<string, string> = {}) {
     this.#res = res;
@@ -38,6 +50,9 @@ export class SseWriter implements StreamWriter {
     if ('flushHeaders' in res) res.flushHeaders();
     else res.writeHead(200);
     if ('socket' in res && res.socket && 'setNoDelay' in res.socket) res.socket.setNoDelay(true);
+    const h1 = res as ServerResponse;
+    const socket = h1.socket as Socket | null;
+    if (h1.chunkedEncoding === true && socket && socket.writable && h1.writableLength === socket.writableLength) this.#socket = socket;
   }
 
   get opened(): boolean {
@@ -65,22 +80,23 @@ export class SseWriter implements StreamWriter {
     const q = this.#queue;
     this.#queue = '';
     if (this.closed) return true;
+    if (this.#socket) return this.#socket.write(chunkOf(q, undefined));
     return (this.#res as ServerResponse).write(q);
   }
 
   writeRaw(frames: Buffer): boolean {
     if (this.closed) return true;
+    const q = this.#queue;
+    this.#queue = '';
+    if (this.#socket) return frames.length === 0 && q === '' ? true : this.#socket.write(chunkOf(q, frames));
     const res = this.#res as ServerResponse;
-    if (this.#queue !== '') {
-      const q = this.#queue;
-      this.#queue = '';
-      res.write(q);
-    }
+    if (q !== '') res.write(q);
     return res.write(frames);
   }
 
   onDrain(cb: () => void): void {
-    (this.#res as ServerResponse).once('drain', cb);
+    if (this.#socket) this.#socket.once('drain', cb);
+    else (this.#res as ServerResponse).once('drain', cb);
   }
 
   end(): void {
@@ -113,4 +129,24 @@ export class SseWriter implements StreamWriter {
   get pendingBytes(): number {
     return this.#res.writableLength;
   }
+}
+
+const CRLF = 0x0a0d; // "\r\n" as a little-endian uint16
+
+/**
+ * One HTTP/1.1 chunk holding `text` (UTF-8) then `bytes`: size line, payload, CRLF, in one Buffer. The caller never
+ * passes an empty payload (a zero-size chunk ends the body).
+ */
+function chunkOf(text: string, bytes: Buffer | undefined): Buffer {
+  const textLen = text === '' ? 0 : Buffer.byteLength(text);
+  const size = textLen + (bytes === undefined ? 0 : bytes.length);
+  const hex = size.toString(16);
+  const out = Buffer.allocUnsafe(hex.length + 2 + size + 2);
+  let at = out.write(hex, 0, 'latin1');
+  out.writeUInt16LE(CRLF, at);
+  at += 2;
+  if (textLen !== 0) at += out.write(text, at, 'utf8');
+  if (bytes !== undefined) at += bytes.copy(out, at);
+  out.writeUInt16LE(CRLF, at);
+  return out;
 }
