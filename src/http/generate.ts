@@ -171,7 +171,7 @@ export function startStream(
 /** A fresh log line for a request; filled in as it goes and written by `logWhenDone`'s callback. */
 export function newLogEntry(info: RequestInfo): RequestLogEntry {
   return {
-    ts: new Date().toISOString(),
+    ts: '', // the request's start, written by logWhenDone's callback only when the line is logged
     id: info.id,
     method: info.method,
     path: info.path,
@@ -192,7 +192,9 @@ export function newLogEntry(info: RequestInfo): RequestLogEntry {
 export function logWhenDone(ctx: GatewayContext, entry: RequestLogEntry, startedPerf: number): () => void {
   return () => {
     entry.duration_ms = round(performance.now() - startedPerf);
-    if (ctx.config.log.requests) ctx.log(entry);
+    if (!ctx.config.log.requests) return;
+    entry.ts = new Date(performance.timeOrigin + startedPerf).toISOString();
+    ctx.log(entry);
   };
 }
 

@@ -30,6 +30,8 @@ export class SseWriter implements StreamWriter {
   #opened = false;
   /** The HTTP/1.1 socket written directly, chunk-framed; undefined when writes go through the response. */
   #socket: Socket | undefined;
+  /** HTTP/1.1 headers set but not sent yet: the next write carries them (at the latest on the next tick). */
+  #headPending = false;
 
   constructor(res: ServerResponse | Http2ServerResponse, extraHeaders: Record<string, string> = {}) {
     this.#res = res;
@@ -40,19 +42,37 @@ export class SseWriter implements StreamWriter {
     if (this.#opened) return;
     this.#opened = true;
     const res = this.#res;
-    for (const [k, v] of Object.entries(SSE_HEADERS)) res.setHeader(k, v);
-    for (const [k, v] of Object.entries(this.#extraHeaders)) res.setHeader(k, v);
+    for (const k in SSE_HEADERS) res.setHeader(k, SSE_HEADERS[k] as string);
+    for (const k in this.#extraHeaders) res.setHeader(k, this.#extraHeaders[k] as string);
     // A stream never carries Content-Length or Content-Encoding (DESIGN.md).
     res.removeHeader('content-length');
     res.removeHeader('content-encoding');
     res.statusCode = 200;
-    // Headers go out now, before the first token.
-    if ('flushHeaders' in res) res.flushHeaders();
-    else res.writeHead(200);
     if ('socket' in res && res.socket && 'setNoDelay' in res.socket) res.socket.setNoDelay(true);
-    const h1 = res as ServerResponse;
-    const socket = h1.socket as Socket | null;
-    if (h1.chunkedEncoding === true && socket && socket.writable && h1.writableLength === socket.writableLength) this.#socket = socket;
+    if (!('flushHeaders' in res)) {
+      res.writeHead(200); // HTTP/2: HEADERS now
+      return;
+    }
+    // HTTP/1.1: the headers go out now, before the first token; if upstream bytes are already here (they came in the
+    // same read as the upstream's headers), they share the write: flush() and writeRaw() in this tick send both.
+    this.#headPending = true;
+    process.nextTick(() => this.#sendHead());
+  }
+
+  /** Sends the headers alone if no write carried them in the tick of open(). */
+  #sendHead(): void {
+    if (!this.#headPending) return;
+    this.#headPending = false;
+    if (this.closed) return;
+    (this.#res as ServerResponse).flushHeaders();
+    this.#goDirect();
+  }
+
+  /** After the headers: write chunks straight to the socket when the response owns it with nothing queued. */
+  #goDirect(): void {
+    const res = this.#res as ServerResponse;
+    const socket = res.socket as Socket | null;
+    if (res.chunkedEncoding === true && socket && socket.writable && res.writableLength === socket.writableLength) this.#socket = socket;
   }
 
   get opened(): boolean {
@@ -81,7 +101,17 @@ export class SseWriter implements StreamWriter {
     this.#queue = '';
     if (this.closed) return true;
     if (this.#socket) return this.#socket.write(chunkOf(q, undefined));
-    return (this.#res as ServerResponse).write(q);
+    return this.#viaResponse(q);
+  }
+
+  /** A write through the response; when it carries the headers, later writes may go straight to the socket. */
+  #viaResponse(data: string | Buffer): boolean {
+    const ok = (this.#res as ServerResponse).write(data);
+    if (this.#headPending) {
+      this.#headPending = false;
+      this.#goDirect();
+    }
+    return ok;
   }
 
   writeRaw(frames: Buffer): boolean {
@@ -89,9 +119,8 @@ export class SseWriter implements StreamWriter {
     const q = this.#queue;
     this.#queue = '';
     if (this.#socket) return frames.length === 0 && q === '' ? true : this.#socket.write(chunkOf(q, frames));
-    const res = this.#res as ServerResponse;
-    if (q !== '') res.write(q);
-    return res.write(frames);
+    if (q !== '') this.#viaResponse(q);
+    return this.#viaResponse(frames);
   }
 
   onDrain(cb: () => void): void {
@@ -102,6 +131,7 @@ export class SseWriter implements StreamWriter {
   end(): void {
     const q = this.#queue;
     this.#queue = '';
+    this.#headPending = false;
     if (this.#res.writableEnded) return;
     if (q) (this.#res as ServerResponse).end(q);
     else this.#res.end();
@@ -119,6 +149,7 @@ export class SseWriter implements StreamWriter {
 
   destroy(): void {
     this.#queue = '';
+    this.#headPending = false;
     this.#res.destroy();
   }
 

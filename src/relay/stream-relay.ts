@@ -63,7 +63,8 @@ const FINISH_KEY = '"finish_reason":';
 export class StreamRelay implements Tickable {
   readonly #o: RelayOptions;
   readonly #abort = new AbortController();
-  readonly #parser: SseParser;
+  /** Created on the first read that needs it (reads passed through byte for byte never do). */
+  #parser: SseParser | undefined;
   readonly #startedAt: number;
   readonly #startedPerf = performance.now();
   #body: UpstreamSource | undefined;
@@ -86,7 +87,6 @@ export class StreamRelay implements Tickable {
     this.#startedAt = options.ticker.now;
     this.#lastWriteAt = this.#startedAt;
     this.#choices = options.choices;
-    this.#parser = createParser({ onEvent: (ev) => this.#onEvent(ev) }, { maxBufferBytes: options.maxEventBytes });
     options.ticker.add(this);
   }
 
@@ -168,7 +168,8 @@ export class StreamRelay implements Tickable {
     this.#lastReadAt = this.#o.ticker.now;
     const w = this.#o.writer;
     // Fast path: a read of whole plain chunk events, with nothing to meter, strip or rewrite, goes out as it came.
-    if (this.#rawOk && w.writeRaw && this.#parser.bufferedBytes === 0) {
+    let parser = this.#parser;
+    if (this.#rawOk && w.writeRaw && (parser === undefined || parser.bufferedBytes === 0)) {
       const finishes = passThroughFinishes(chunk);
       if (finishes !== -1) {
         if (this.#firstEventPerf === undefined) this.#firstEventPerf = performance.now();
@@ -176,8 +177,9 @@ export class StreamRelay implements Tickable {
         return this.#afterWrite(w.writeRaw(chunk));
       }
     }
+    parser ??= this.#parser = createParser({ onEvent: (ev) => this.#onEvent(ev) }, { maxBufferBytes: this.#o.maxEventBytes });
     try {
-      this.#parser.feed(chunk);
+      parser.feed(chunk);
     } catch (err) {
       if (err instanceof SseBufferOverflowError) {
         this.#finish('upstream_error', new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', err.message));
