@@ -11,29 +11,48 @@ const USAGE = Buffer.from('"usage"');
 const FINISH = Buffer.from('"finish_reason":');
 const LF = 0x0a;
 const CR = 0x0d;
+const QUOTE = 0x22;
+const SPACE = 0x20;
+
+/** Whether `buf` holds `what` at `at`. */
+function holds(buf: Buffer, at: number, what: Buffer): boolean {
+  if (at + what.length > buf.length) return false;
+  for (let i = 0; i < what.length; i++) if (buf[at + i] !== what[i]) return false;
+  return true;
+}
 
 /**
  * Returns the number of non-null finish reasons in `buf` when every byte of it is a plain chunk event that can be
- * passed through unchanged, or -1 when it must go through the parser.
+ * passed through unchanged, or -1 when it must go through the parser. One pass over the bytes, in JavaScript: for
+ * reads of a few hundred bytes that is cheaper than a handful of native `indexOf` calls.
  */
 export function passThroughFinishes(buf: Buffer): number {
   const len = buf.length;
   if (len < PREFIX.length + 2 || buf[len - 1] !== LF || buf[len - 2] !== LF) return -1;
-  if (buf.indexOf(CR) !== -1 || buf.indexOf(USAGE) !== -1) return -1;
-  let pos = 0;
-  while (pos < len) {
-    if (buf.compare(PREFIX, 0, PREFIX.length, pos, pos + PREFIX.length) !== 0) return -1;
-    const end = buf.indexOf(LF, pos + PREFIX.length);
-    if (end === -1 || buf[end + 1] !== LF) return -1;
-    pos = end + 2;
-  }
   let finishes = 0;
-  let at = buf.indexOf(FINISH);
-  while (at !== -1) {
-    let p = at + FINISH.length;
-    if (buf[p] === 0x20) p++;
-    if (buf[p] === 0x22) finishes++;
-    at = buf.indexOf(FINISH, p);
+  let p = 0;
+  while (p < len) {
+    if (!holds(buf, p, PREFIX)) return -1;
+    p += PREFIX.length;
+    for (;;) {
+      if (p >= len) return -1;
+      const c = buf[p];
+      if (c === LF) break;
+      if (c === CR) return -1;
+      if (c === QUOTE) {
+        const next = buf[p + 1];
+        if (next === 0x75 /* u */ && holds(buf, p, USAGE)) return -1;
+        if (next === 0x66 /* f */ && holds(buf, p, FINISH)) {
+          p += FINISH.length;
+          if (buf[p] === SPACE) p++;
+          if (buf[p] === QUOTE) finishes++;
+          continue;
+        }
+      }
+      p++;
+    }
+    if (buf[p + 1] !== LF) return -1; // one data line per event
+    p += 2;
   }
   return finishes;
 }
