@@ -57,8 +57,17 @@ export async function handleGenerate(ctx: GatewayContext, kind: RequestKind, req
 
   if (!entry.stream) return nonStream(ctx, kind, res, routed.replicas, routed.body, routed.headers, entry, done);
 
-  const relay = startStream(ctx, kind as StreamKind, parsed, routed, new SseWriter(res), entry, done);
-  res.on('close', () => relay.clientClosed());
+  // HTTP/1.1: the client's FIN is seen in the read that brings it, while the response's 'close' waits for the end of
+  // the event loop's poll phase, after every other ready read (a burst of hundreds of chunks under load). Node's
+  // server treats a FIN as the end of the request anyway (httpAllowHalfOpen is off), so abort at the FIN.
+  const socket = req.httpVersionMajor === 1 ? (res as ServerResponse).socket : null;
+  const clientGone = (): void => relay.clientClosed();
+  const relay = startStream(ctx, kind as StreamKind, parsed, routed, new SseWriter(res), entry, () => {
+    socket?.off('end', clientGone);
+    done();
+  });
+  res.on('close', clientGone);
+  socket?.once('end', clientGone);
 }
 
 /** A request routed to its replicas, with the body and headers to send upstream. */
