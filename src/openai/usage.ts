@@ -9,16 +9,16 @@ function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
 }
 
-/** Reads usage from a chunk or a Responses terminal event (`response.usage`); undefined when absent or null. */
-export function readUsage(json: string): TokenUsage | undefined {
-  let parsed: unknown;
+function parseObject(json: string): Record<string, unknown> | undefined {
   try {
-    parsed = JSON.parse(json);
+    const parsed: unknown = JSON.parse(json);
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
-  if (parsed === null || typeof parsed !== 'object') return undefined;
-  const o = parsed as Record<string, unknown>;
+}
+
+function usageOf(o: Record<string, unknown>): TokenUsage | undefined {
   let u = o['usage'];
   if ((u === undefined || u === null) && o['response'] !== null && typeof o['response'] === 'object') {
     u = (o['response'] as Record<string, unknown>)['usage'];
@@ -33,14 +33,23 @@ export function readUsage(json: string): TokenUsage | undefined {
   return { promptTokens: p, completionTokens: c, totalTokens: num(r['total_tokens']) ?? p + c };
 }
 
+/** Reads usage from a chunk or a Responses terminal event (`response.usage`); undefined when absent or null. */
+export function readUsage(json: string): TokenUsage | undefined {
+  const o = parseObject(json);
+  return o === undefined ? undefined : usageOf(o);
+}
+
 /**
- * Removes usage from a chunk the client did not ask usage for. Returns null when nothing is left to send (the
- * usage-only chunk with `choices: []`), else the chunk without its `usage` field.
+ * Meters a chat/completions chunk and, with `strip`, removes its usage (one parse for both). `out` is the chunk to
+ * send: unchanged without usage or without `strip`, null when nothing is left (the usage-only chunk with
+ * `choices: []`), else the chunk without its `usage` field.
  */
-export function stripUsage(json: string): string | null {
-  const o = JSON.parse(json) as Record<string, unknown>;
+export function meterChunk(json: string, strip: boolean): { usage: TokenUsage | undefined; out: string | null } {
+  const o = parseObject(json);
+  const usage = o === undefined ? undefined : usageOf(o);
+  if (o === undefined || usage === undefined || !strip) return { usage, out: json };
   const choices = o['choices'];
-  if (!Array.isArray(choices) || choices.length === 0) return null;
+  if (!Array.isArray(choices) || choices.length === 0) return { usage, out: null };
   delete o['usage'];
-  return JSON.stringify(o);
+  return { usage, out: JSON.stringify(o) };
 }

@@ -1,7 +1,7 @@
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
 import { SluiceError, type SluiceErrorCode } from '../errors.ts';
 import { parseInBandError, type OpenAIErrorObject } from '../openai/upstream-error.ts';
-import { readUsage, stripUsage, type TokenUsage } from '../openai/usage.ts';
+import { meterChunk, readUsage, type TokenUsage } from '../openai/usage.ts';
 import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
 import type { ChunkNormalizer } from './normalizer.ts';
@@ -260,15 +260,10 @@ export class StreamRelay implements Tickable {
     const usageAt = data.indexOf('"usage"');
     // `"usage":null` (vLLM completions, SGLang and TGI on every chunk) holds nothing to meter: no parse.
     if (usageAt !== -1 && !data.startsWith(':null', usageAt + 7)) {
-      const usage = readUsage(data);
-      if (usage) {
-        this.#usage = usage;
-        if (!o.clientWantsUsage) {
-          const stripped = stripUsage(data);
-          if (stripped === null) return; // a usage-only chunk the client did not ask for
-          out = stripped;
-        }
-      }
+      const metered = meterChunk(data, !o.clientWantsUsage);
+      if (metered.usage) this.#usage = metered.usage;
+      if (metered.out === null) return; // a usage-only chunk the client did not ask for
+      out = metered.out;
     }
     // Cheap completeness tracking: a non-null finish_reason is `"finish_reason":"…"` (engines may add a space).
     let at = data.indexOf(FINISH_KEY);
