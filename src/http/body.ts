@@ -26,14 +26,20 @@ export async function readBody(req: HttpRequest, max: number): Promise<string> {
     };
     req.on('data', onData);
     req.once('end', () => {
+      // These listeners would otherwise stay for as long as the request (a whole stream), keeping the body's chunks
+      // and this promise's result, the body text, alive. IncomingMessage emits 'error' only when it has listeners.
+      req.off('data', onData);
+      req.off('error', aborted);
+      req.off('close', onClose);
       if (!failed) resolve(parts.length === 1 ? (parts[0] as Buffer).toString('utf8') : Buffer.concat(parts, size).toString('utf8'));
     });
     // The connection (HTTP/1.1) or stream (HTTP/2: reset, or past the request time bound) ended mid-body.
     const aborted = (err?: unknown): void =>
       fail(new SluiceError('SLUICE_CLIENT_ABORTED', 'the client stopped before sending the whole request body', { cause: err }));
-    req.once('error', aborted);
-    req.once('close', () => {
+    const onClose = (): void => {
       if (!req.complete) aborted();
-    });
+    };
+    req.once('error', aborted);
+    req.once('close', onClose);
   });
 }

@@ -108,7 +108,7 @@ export function startStream(
   entry: RequestLogEntry,
   done: () => void,
 ): StreamRelay {
-  let forwarded: Forwarded | undefined;
+  let release: (() => void) | undefined;
   const relay = new StreamRelay({
     kind,
     writer,
@@ -125,7 +125,7 @@ export function startStream(
     maxEventBytes: ctx.config.limits.max_event_bytes,
     onFinish: (r) => {
       ctx.streams.delete(relay);
-      forwarded?.release();
+      release?.();
       entry.outcome = r.outcome;
       entry.error_code = r.error?.code;
       entry.status = writer.opened ? 200 : (r.error?.status ?? 200);
@@ -136,22 +136,26 @@ export function startStream(
     },
   });
   ctx.streams.add(relay);
-  relayUpstream().catch((err: unknown) => relay.fail(toSluiceError(err)));
+  // `routed` (with the request body) is used here only, so the stream's closures do not keep it alive.
+  const forwarding = forward(routed.replicas, {
+    path: UPSTREAM_PATHS[kind],
+    body: routed.body,
+    headers: routed.headers,
+    signal: relay.signal,
+    maxErrorBytes: 64 * 1024,
+  });
+  relayUpstream(forwarding).catch((err: unknown) => relay.fail(toSluiceError(err)));
   return relay;
 
-  async function relayUpstream(): Promise<void> {
+  async function relayUpstream(forwarding: Promise<Forwarded>): Promise<void> {
+    let forwarded: Forwarded;
     try {
-      forwarded = await forward(routed.replicas, {
-        path: UPSTREAM_PATHS[kind],
-        body: routed.body,
-        headers: routed.headers,
-        signal: relay.signal,
-        maxErrorBytes: 64 * 1024,
-      });
+      forwarded = await forwarding;
     } catch (err) {
       relay.fail(toSluiceError(err), 'upstream_error');
       return;
     }
+    release = forwarded.release;
     entry.upstream = forwarded.upstream.name;
     if (relay.finished) {
       forwarded.response.body.destroy();

@@ -53,39 +53,98 @@ const DEFAULT_MAX_BUFFER = 16 * 1024 * 1024;
 
 /** Creates a parser. Each call to `feed` may produce events through `onEvent`. */
 export function createParser(callbacks: ParserCallbacks, options: ParserOptions = {}): SseParser {
-  const maxBuffer = options.maxBufferBytes ?? DEFAULT_MAX_BUFFER;
-  const { onEvent, onComment, onRetry } = callbacks;
+  return new Parser(callbacks, options.maxBufferBytes ?? DEFAULT_MAX_BUFFER);
+}
 
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  let skipLeadingLF = false; // last read ended with CR: a following LF belongs to it (CRLF split across reads)
-  let atStreamStart = true; // a UTF-8 BOM is only stripped at the very start (spec: "one leading U+FEFF")
+/** A class rather than closures over local state: one object per stream instead of a context and seven closures. */
+class Parser implements SseParser {
+  readonly #callbacks: ParserCallbacks;
+  readonly #maxBuffer: number;
 
-  let dataLines: string[] = [];
-  let dataBytes = 0;
-  let eventType: string | undefined;
-  let lastId: string | undefined;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #skipLeadingLF = false; // last read ended with CR: a following LF belongs to it (CRLF split across reads)
+  #atStreamStart = true; // a UTF-8 BOM is only stripped at the very start (spec: "one leading U+FEFF")
 
-  function dispatch(): void {
-    if (dataLines.length === 0) {
-      // Spec: an event with no data is not dispatched; its type is reset.
-      eventType = undefined;
-      return;
-    }
-    const data = dataLines.length === 1 ? (dataLines[0] as string) : dataLines.join('\n');
-    const ev: SseEvent = { event: eventType, data, id: lastId };
-    dataLines = [];
-    dataBytes = 0;
-    eventType = undefined;
-    onEvent(ev);
+  #dataLines: string[] = [];
+  #dataBytes = 0;
+  #eventType: string | undefined;
+  #lastId: string | undefined;
+
+  constructor(callbacks: ParserCallbacks, maxBuffer: number) {
+    this.#callbacks = callbacks;
+    this.#maxBuffer = maxBuffer;
   }
 
-  function line(buf: Buffer, start: number, end: number): void {
+  get bufferedBytes(): number {
+    return this.#pendingBytes + this.#dataBytes;
+  }
+
+  reset(): void {
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#dataLines = [];
+    this.#dataBytes = 0;
+    this.#eventType = undefined;
+    this.#skipLeadingLF = false;
+    this.#atStreamStart = true;
+  }
+
+  feed(chunk: Uint8Array): void {
+    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (buf.length === 0) return;
+    let start = 0;
+    if (this.#skipLeadingLF) {
+      this.#skipLeadingLF = false;
+      if (buf[0] === LF) start = 1;
+    }
+    if (this.#pending.length > 0) {
+      // Join the held fragments with the new read only once the line completes.
+      const lf = buf.indexOf(LF, start);
+      const cr = buf.indexOf(CR, start);
+      if (lf === -1 && cr === -1) {
+        this.#hold(buf, start);
+        return;
+      }
+      this.#pending.push(start === 0 ? buf : buf.subarray(start));
+      buf = Buffer.concat(this.#pending, this.#pendingBytes + buf.length - start);
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      start = 0;
+    }
+    if (this.#atStreamStart) {
+      if (buf.length - start < 3 && buf.length > start && isBomPrefix(buf, start)) {
+        this.#hold(buf, start); // could be the start of a BOM split across reads
+        return;
+      }
+      this.#atStreamStart = false;
+      if (buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3;
+    }
+    const rest = this.#scan(buf, start);
+    if (rest < buf.length) this.#hold(buf, rest);
+  }
+
+  #dispatch(): void {
+    if (this.#dataLines.length === 0) {
+      // Spec: an event with no data is not dispatched; its type is reset.
+      this.#eventType = undefined;
+      return;
+    }
+    const data = this.#dataLines.length === 1 ? (this.#dataLines[0] as string) : this.#dataLines.join('\n');
+    const ev: SseEvent = { event: this.#eventType, data, id: this.#lastId };
+    this.#dataLines = [];
+    this.#dataBytes = 0;
+    this.#eventType = undefined;
+    this.#callbacks.onEvent(ev);
+  }
+
+  #line(buf: Buffer, start: number, end: number): void {
     if (start === end) {
-      dispatch();
+      this.#dispatch();
       return;
     }
     if (buf[start] === COLON) {
+      const onComment = this.#callbacks.onComment;
       if (onComment) {
         let s = start + 1;
         if (buf[s] === SPACE) s++;
@@ -96,9 +155,9 @@ export function createParser(callbacks: ParserCallbacks, options: ParserOptions 
     // The common case, `data:`, is recognized from its bytes without decoding the field name.
     if (end - start >= 5 && buf[start] === 0x64 && buf[start + 1] === 0x61 && buf[start + 2] === 0x74 && buf[start + 3] === 0x61 && buf[start + 4] === COLON) {
       const valueStart = buf[start + 5] === SPACE ? start + 6 : start + 5;
-      dataBytes += end - valueStart;
-      if (dataBytes > maxBuffer) throw new SseBufferOverflowError(maxBuffer);
-      dataLines.push(buf.toString('utf8', valueStart, end));
+      this.#dataBytes += end - valueStart;
+      if (this.#dataBytes > this.#maxBuffer) throw new SseBufferOverflowError(this.#maxBuffer);
+      this.#dataLines.push(buf.toString('utf8', valueStart, end));
       return;
     }
     let colon = buf.indexOf(COLON, start);
@@ -109,21 +168,22 @@ export function createParser(callbacks: ParserCallbacks, options: ParserOptions 
     if (valueStart > end) valueStart = end;
     switch (field) {
       case 'data': {
-        dataBytes += end - valueStart;
-        if (dataBytes > maxBuffer) throw new SseBufferOverflowError(maxBuffer);
-        dataLines.push(buf.toString('utf8', valueStart, end));
+        this.#dataBytes += end - valueStart;
+        if (this.#dataBytes > this.#maxBuffer) throw new SseBufferOverflowError(this.#maxBuffer);
+        this.#dataLines.push(buf.toString('utf8', valueStart, end));
         break;
       }
       case 'event':
-        eventType = buf.toString('utf8', valueStart, end);
+        this.#eventType = buf.toString('utf8', valueStart, end);
         break;
       case 'id': {
         const id = buf.toString('utf8', valueStart, end);
-        if (!id.includes('\0')) lastId = id;
+        if (!id.includes('\0')) this.#lastId = id;
         break;
       }
       case 'retry': {
         const v = buf.toString('latin1', valueStart, end);
+        const onRetry = this.#callbacks.onRetry;
         if (onRetry && /^\d+$/.test(v)) onRetry(Number(v));
         break;
       }
@@ -134,86 +194,36 @@ export function createParser(callbacks: ParserCallbacks, options: ParserOptions 
   }
 
   /** Processes every complete line in buf[from..]; returns the offset of the unfinished tail. */
-  function scan(buf: Buffer, from: number): number {
+  #scan(buf: Buffer, from: number): number {
     let pos = from;
     const len = buf.length;
     while (pos < len) {
-      let lf = buf.indexOf(LF, pos);
-      let cr = buf.indexOf(CR, pos);
+      const lf = buf.indexOf(LF, pos);
+      const cr = buf.indexOf(CR, pos);
       if (lf === -1 && cr === -1) break;
       if (cr !== -1 && (lf === -1 || cr < lf)) {
-        line(buf, pos, cr);
+        this.#line(buf, pos, cr);
         if (cr + 1 < len) {
           pos = buf[cr + 1] === LF ? cr + 2 : cr + 1;
         } else {
-          skipLeadingLF = true;
+          this.#skipLeadingLF = true;
           pos = len;
         }
       } else {
-        line(buf, pos, lf);
+        this.#line(buf, pos, lf);
         pos = lf + 1;
       }
     }
     return pos;
   }
 
-  function feed(chunk: Uint8Array): void {
-    let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    if (buf.length === 0) return;
-    let start = 0;
-    if (skipLeadingLF) {
-      skipLeadingLF = false;
-      if (buf[0] === LF) start = 1;
-    }
-    if (pending.length > 0) {
-      // Join the held fragments with the new read only once the line completes.
-      const lf = buf.indexOf(LF, start);
-      const cr = buf.indexOf(CR, start);
-      if (lf === -1 && cr === -1) {
-        hold(buf, start);
-        return;
-      }
-      pending.push(start === 0 ? buf : buf.subarray(start));
-      buf = Buffer.concat(pending, pendingBytes + buf.length - start);
-      pending = [];
-      pendingBytes = 0;
-      start = 0;
-    }
-    if (atStreamStart) {
-      if (buf.length - start < 3 && buf.length > start && isBomPrefix(buf, start)) {
-        hold(buf, start); // could be the start of a BOM split across reads
-        return;
-      }
-      atStreamStart = false;
-      if (buf[start] === 0xef && buf[start + 1] === 0xbb && buf[start + 2] === 0xbf) start += 3;
-    }
-    const rest = scan(buf, start);
-    if (rest < buf.length) hold(buf, rest);
-  }
-
-  function hold(buf: Buffer, from: number): void {
+  #hold(buf: Buffer, from: number): void {
     const part = from === 0 ? buf : buf.subarray(from);
-    pendingBytes += part.length;
-    if (pendingBytes + dataBytes > maxBuffer) throw new SseBufferOverflowError(maxBuffer);
+    this.#pendingBytes += part.length;
+    if (this.#pendingBytes + this.#dataBytes > this.#maxBuffer) throw new SseBufferOverflowError(this.#maxBuffer);
     // Copy: the caller may reuse its read buffer.
-    pending.push(Buffer.from(part));
+    this.#pending.push(Buffer.from(part));
   }
-
-  return {
-    feed,
-    get bufferedBytes() {
-      return pendingBytes + dataBytes;
-    },
-    reset() {
-      pending = [];
-      pendingBytes = 0;
-      dataLines = [];
-      dataBytes = 0;
-      eventType = undefined;
-      skipLeadingLF = false;
-      atStreamStart = true;
-    },
-  };
 }
 
 function isBomPrefix(buf: Buffer, start: number): boolean {

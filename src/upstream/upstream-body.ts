@@ -119,42 +119,73 @@ export interface UpstreamResponse {
  */
 export function dispatchRequest(pool: Pool, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
-    const body = new UpstreamBody();
-    let controller: Dispatcher.DispatchController | undefined;
-    let started = false;
-    const onAbort = (): void => {
-      const reason = signal.reason instanceof Error ? signal.reason : new Error('aborted');
-      if (controller && !controller.aborted) controller.abort(reason);
-      if (!started) reject(reason);
-    };
     if (signal.aborted) {
-      reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      reject(abortReason(signal));
       return;
     }
-    signal.addEventListener('abort', onAbort, { once: true });
-    const settle = (): void => signal.removeEventListener('abort', onAbort);
-    pool.dispatch(options, {
-      onRequestStart(c) {
-        controller = c;
-        body.start(c);
-        if (signal.aborted) c.abort(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-      },
-      onResponseStart(_c, statusCode, headers) {
-        started = true;
-        resolve({ statusCode, headers, body });
-      },
-      onResponseData(_c, chunk) {
-        body.push(chunk);
-      },
-      onResponseEnd() {
-        settle();
-        body.complete();
-      },
-      onResponseError(_c, err) {
-        settle();
-        if (!started) reject(signal.aborted && signal.reason instanceof Error ? signal.reason : err);
-        else body.failed(err);
-      },
-    });
+    const handler = new DispatchHandler(new UpstreamBody(), signal, resolve, reject);
+    signal.addEventListener('abort', handler, { once: true });
+    pool.dispatch(options, handler);
   });
+}
+
+const abortReason = (signal: AbortSignal): Error => (signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+
+/**
+ * undici's callbacks for one request, and the signal's `abort` listener (`handleEvent`). One object rather than a
+ * closure per callback: it lives as long as the stream, and memory per open stream counts (docs/performance.md).
+ */
+class DispatchHandler implements Dispatcher.DispatchHandler {
+  readonly #body: UpstreamBody;
+  readonly #signal: AbortSignal;
+  #controller: Dispatcher.DispatchController | undefined;
+  #started = false;
+  /** Settle `dispatchRequest`'s promise. Dropped once the response starts: they would keep its result alive. */
+  #resolve: ((response: UpstreamResponse) => void) | undefined;
+  #reject: ((err: Error) => void) | undefined;
+
+  constructor(body: UpstreamBody, signal: AbortSignal, resolve: (response: UpstreamResponse) => void, reject: (err: Error) => void) {
+    this.#body = body;
+    this.#signal = signal;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  handleEvent(): void {
+    const reason = abortReason(this.#signal);
+    if (this.#controller && !this.#controller.aborted) this.#controller.abort(reason);
+    if (!this.#started) this.#reject?.(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    this.#body.start(controller);
+    if (this.#signal.aborted) controller.abort(abortReason(this.#signal));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // undici keeps the raw header Buffers on the controller for the response's life, and they are views of the
+    // socket read that carried them: drop them (`headers` is the parsed copy).
+    controller.rawHeaders = null;
+    this.#started = true;
+    const resolve = this.#resolve;
+    this.#resolve = undefined;
+    this.#reject = undefined;
+    resolve?.({ statusCode, headers, body: this.#body });
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#body.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    this.#signal.removeEventListener('abort', this);
+    this.#body.complete();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#signal.removeEventListener('abort', this);
+    if (!this.#started) this.#reject?.(this.#signal.aborted && this.#signal.reason instanceof Error ? this.#signal.reason : err);
+    else this.#body.failed(err);
+  }
 }
