@@ -10,6 +10,7 @@ import { createServer, get, type ServerResponse } from 'node:http';
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
+import { chunkOf } from '../../src/http/sse-writer.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { chunks: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '2' } } });
 
@@ -21,14 +22,6 @@ if (positionals[0] === 'reader') {
 } else {
   const chunks = Number(values.chunks);
   const payload = Buffer.from('data: {"id":"chatcmpl-5f1c2a","object":"chat.completion.chunk","created":1763750000,"model":"m","choices":[{"index":0,"delta":{"content":" token"},"finish_reason":null}]}\n\n');
-  const framed = (bytes: Buffer): Buffer => {
-    const hex = bytes.length.toString(16);
-    const out = Buffer.allocUnsafe(hex.length + 2 + bytes.length + 2);
-    let at = out.write(`${hex}\r\n`, 0, 'latin1');
-    at += bytes.copy(out, at);
-    out.write('\r\n', at, 'latin1');
-    return out;
-  };
   const once = (mode: 'response' | 'socket'): Promise<void> =>
     new Promise((resolve) => {
       const server = createServer((_req, res: ServerResponse) => {
@@ -39,7 +32,7 @@ if (positionals[0] === 'reader') {
         let i = 0;
         const cpu0 = process.cpuUsage();
         const step = (): void => {
-          if (mode === 'socket') socket.write(framed(payload));
+          if (mode === 'socket') socket.write(chunkOf('', payload));
           else res.write(payload);
           if (++i < chunks) return void setImmediate(step);
           const cpu = process.cpuUsage(cpu0);

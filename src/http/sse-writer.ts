@@ -168,7 +168,7 @@ const CRLF = 0x0a0d; // "\r\n" as a little-endian uint16
  * One HTTP/1.1 chunk holding `text` (UTF-8) then `bytes`: size line, payload, CRLF, in one Buffer. The caller never
  * passes an empty payload (a zero-size chunk ends the body).
  */
-function chunkOf(text: string, bytes: Buffer | undefined): Buffer {
+export function chunkOf(text: string, bytes: Buffer | undefined): Buffer {
   const textLen = text === '' ? 0 : Buffer.byteLength(text);
   const size = textLen + (bytes === undefined ? 0 : bytes.length);
   const hex = size.toString(16);
