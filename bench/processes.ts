@@ -219,19 +219,43 @@ export function sluiceAvailable(bin: string): boolean {
  * `sluice serve` in front of the upstream, as a user would start it, request log off (as nginx's access_log is).
  * Its output goes to `logFile`. `execArgv` takes e.g. --cpu-prof.
  */
-export async function startSluice(bin: string, upstreamUrl: string, logFile: string, execArgv: string[] = []): Promise<Running> {
+export function startSluice(bin: string, upstreamUrl: string, logFile: string, execArgv: string[] = []): Promise<Running> {
+  return startNodeProxy('sluice', dirname(dirname(bin)), logFile, (port) => [
+    ...execArgv,
+    bin,
+    'serve',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--upstream',
+    upstreamUrl,
+    '--quiet',
+  ]);
+}
+
+/** One of bench/floor.ts's reference proxies (`mode`: relay, http or raw) in front of the upstream. */
+export function startFloor(mode: string, upstreamUrl: string, logFile: string): Promise<Running> {
+  return startNodeProxy(`node-${mode}`, ROOT, logFile, (port) => [
+    join(ROOT, 'bench/floor.ts'),
+    '--mode',
+    mode,
+    '--port',
+    String(port),
+    '--upstream',
+    upstreamUrl,
+  ]);
+}
+
+async function startNodeProxy(name: string, cwd: string, logFile: string, argv: (port: number) => string[]): Promise<Running> {
   const port = await freePort();
   const log = openSync(logFile, 'a');
-  const child = spawn(
-    process.execPath,
-    [...execArgv, bin, 'serve', '--host', '127.0.0.1', '--port', String(port), '--upstream', upstreamUrl, '--quiet'],
-    { cwd: dirname(dirname(bin)), stdio: ['ignore', log, log] },
-  );
+  const child = spawn(process.execPath, argv(port), { cwd, stdio: ['ignore', log, log] });
   closeSync(log);
   try {
-    await waitForPort(port, child, 'sluice serve');
+    await waitForPort(port, child, name);
   } catch (err) {
     throw new Error(`${(err as Error).message}\n${readFileSync(logFile, 'utf8')}`);
   }
-  return { name: 'sluice', pid: child.pid as number, url: `http://127.0.0.1:${port}/v1`, stop: () => stopChild(child, 10_000) };
+  return { name, pid: child.pid as number, url: `http://127.0.0.1:${port}/v1`, stop: () => stopChild(child, 10_000) };
 }

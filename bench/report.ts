@@ -7,8 +7,12 @@ import type { SyscallCounts } from './syscalls.ts';
  * issue's goal with whether Sluice meets it.
  */
 
-export const TARGETS = ['direct', 'nginx', 'sluice'] as const;
+export const TARGETS = ['direct', 'nginx', 'sluice', 'node-relay', 'node-http', 'node-raw'] as const;
 export type TargetName = (typeof TARGETS)[number];
+/** What runs without `--targets`; the `node-*` reference proxies (bench/floor.ts) only when asked for. */
+export const DEFAULT_TARGETS: readonly TargetName[] = ['direct', 'nginx', 'sluice'];
+/** The `node-*` targets' modes in bench/floor.ts. */
+export const FLOOR_MODES: Partial<Record<TargetName, string>> = { 'node-relay': 'relay', 'node-http': 'http', 'node-raw': 'raw' };
 
 export interface ProfileOutcome {
   profile: ProfileName;
@@ -64,7 +68,7 @@ function row(
   const relative = opts.relative === true && values.direct !== undefined;
   if (relative) {
     const base = values.direct as number;
-    for (const t of ['nginx', 'sluice'] as const) if (values[t] !== undefined) values[t] = (values[t] as number) - base;
+    for (const t of TARGETS) if (t !== 'direct' && values[t] !== undefined) values[t] = (values[t] as number) - base;
   }
   const r: Row = { profile, metric, unit, values, relative, ratio: null, goal: opts.goal?.text ?? null, met: null, combine: opts.sum ? 'sum' : 'median', comparable: !opts.noRatio };
   if (opts.goal) r.check = opts.goal.check;
@@ -196,7 +200,14 @@ export interface Section {
 
 /** The table as fixed-width text. */
 export function formatTable(sectionList: Section[], shown: readonly TargetName[]): string {
-  const names: Record<TargetName, string> = { direct: 'direct', nginx: 'nginx', sluice: 'Sluice' };
+  const names: Record<TargetName, string> = {
+    direct: 'direct',
+    nginx: 'nginx',
+    sluice: 'Sluice',
+    'node-relay': 'node-relay',
+    'node-http': 'node-http',
+    'node-raw': 'node-raw',
+  };
   const header = ['figure', ...shown.map((t) => names[t]), 'Sluice/nginx', 'goal (Sluice)', 'met'];
   const lines: string[][] = [];
   const sections: { title: string; from: number }[] = [];

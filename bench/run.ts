@@ -12,11 +12,12 @@ import {
   startLoad,
   startNginx,
   startSluice,
+  startFloor,
   startUpstream,
   type LoadGenerator,
   type Running,
 } from './processes.ts';
-import { backgroundCpuPercent, formatTable, mergeRounds, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
+import { backgroundCpuPercent, DEFAULT_TARGETS, FLOOR_MODES, formatTable, mergeRounds, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
 import { joinCloses, summarize } from './stats.ts';
 import { summarizeProfileFile } from './cpuprofile.ts';
 import { syscallCountingAvailable } from './syscalls.ts';
@@ -40,7 +41,9 @@ Options:
   --rate N          churn: new connections per second
   --prompt-bytes N  size of each request's prompt (default 16): what a proxy holds per open stream
   --rounds N        run everything N times, targets in rotating order, and report per-figure medians (default 1)
-  --targets LIST    comma list of direct, nginx, sluice (default: every one available)
+  --targets LIST    comma list of direct, nginx, sluice, node-relay, node-http, node-raw (default: direct, nginx,
+                    sluice, those available); node-* are reference proxies showing what Node itself costs
+                    (bench/floor.ts): a TCP relay, node:http + undici, node:http + a minimal own client
   --json FILE       also write every result as JSON, for comparison across commits
   --sluice-bin FILE another checkout's bin/sluice.mjs to measure (e.g. an older commit; default this checkout's)
   --sluice-node-args="ARGS"  extra Node flags for Sluice's process, e.g. --sluice-node-args="--max-semi-space-size=16"
@@ -106,7 +109,7 @@ const profiles: Profile[] = profileNames.map((name) => {
 const nginx = nginxVersion();
 const sluiceBin = resolve(flags['sluice-bin'] ?? DEFAULT_SLUICE_BIN);
 const sluice = sluiceAvailable(sluiceBin);
-const wanted = flags.targets === undefined ? [...TARGETS] : flags.targets.split(',');
+const wanted: string[] = flags.targets === undefined ? [...DEFAULT_TARGETS] : flags.targets.split(',');
 for (const t of wanted) if (!(TARGETS as readonly string[]).includes(t)) die(`--targets: '${t}' is not one of ${TARGETS.join(', ')}`);
 const notes: string[] = [];
 const targets: TargetName[] = TARGETS.filter((t) => {
@@ -202,6 +205,8 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
         const prof = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=sluice-${tag}.cpuprofile`];
         proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof]);
       }
+      const floorMode = FLOOR_MODES[target];
+      if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`));
     } catch (err) {
       clearStatus();
       console.error(`bench: ${target} did not start, not measured in ${p.name}: ${(err as Error).message}`);

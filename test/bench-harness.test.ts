@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { joinCloses, percentile, Samples, summarize } from '../bench/stats.ts';
 import { summarizeProfile } from '../bench/cpuprofile.ts';
-import { mergeRounds, rowsFor, type ProfileOutcome } from '../bench/report.ts';
-import { startLoad, startUpstream } from '../bench/processes.ts';
+import { FLOOR_MODES, mergeRounds, rowsFor, type ProfileOutcome, type TargetName } from '../bench/report.ts';
+import { startFloor, startLoad, startUpstream, type LoadGenerator, type Upstream } from '../bench/processes.ts';
 import type { PhaseResult } from '../bench/phase.ts';
 
 test('percentile is nearest-rank; summaries do not reorder their input', () => {
@@ -109,23 +112,22 @@ test('rounds combine by median per figure, failures by sum, with each round meas
   const rows = mergeRounds([round(1, 3, 2, 0), round(2, 3, 9, 1), round(1, 4, 2, 0)].map(rowsFor));
   const p99 = rows.find((r) => r.metric === 'added delay per chunk p99');
   assert.deepEqual(p99?.values, { direct: 1, nginx: 2, sluice: 1 });
+  const withFloor = rowsFor({ ...round(1, 3, 2, 0), results: { direct: fakeResult('direct', 1, 0), 'node-http': fakeResult('node-http', 5, 0) } });
+  assert.deepEqual(withFloor.find((r) => r.metric === 'added delay per chunk p99')?.values, { direct: 1, 'node-http': 4 });
   assert.equal(p99?.ratio, 0.5);
   const errors = rows.find((r) => r.metric === 'errors');
   assert.equal(errors?.values.sluice, 1);
   assert.equal(errors?.met, false);
 });
 
-test('a tiny run straight at the simulator completes every stream and pairs every abort', async (t) => {
-  const upstream = await startUpstream();
-  t.after(() => upstream.stop());
-  const load = await startLoad();
-  t.after(() => load.stop());
+/** A 2-second latency phase of 10 streams with abort probes, checked end to end: what every target must pass. */
+async function tinyRun(target: TargetName, url: string, upstream: Upstream, load: LoadGenerator, proxyPid?: number): Promise<void> {
   const result = await load.run({
     profile: 'latency',
-    target: 'direct',
-    url: upstream.url,
+    target,
+    url,
     upstreamUrl: upstream.url,
-    pids: { upstream: upstream.pid },
+    pids: { upstream: upstream.pid, ...(proxyPid === undefined ? {} : { proxy: proxyPid }) },
     concurrency: 10,
     durationMs: 2000,
     warmupMs: 300,
@@ -136,11 +138,36 @@ test('a tiny run straight at the simulator completes every stream and pairs ever
     syscalls: false,
     promptBytes: 16,
   });
-  assert.deepEqual(result.errors, { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] });
-  assert.ok(result.completed > 0 && result.chunks > 0 && result.delay.count > 0);
-  assert.equal(result.upstreamLeft, 0);
-  assert.ok(result.clientCloses.length > 0);
+  assert.deepEqual(result.errors, { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] }, target);
+  assert.ok(result.completed > 0 && result.chunks > 0 && result.delay.count > 0, target);
+  assert.equal(result.upstreamLeft, 0, target);
+  assert.ok(result.clientCloses.length > 0, target);
   const { delays, unmatched } = joinCloses(result.clientCloses, await upstream.closes());
-  assert.equal(unmatched, 0);
-  assert.equal(delays.length, result.clientCloses.length);
+  assert.equal(unmatched, 0, target);
+  assert.equal(delays.length, result.clientCloses.length, target);
+}
+
+test('a tiny run straight at the simulator completes every stream and pairs every abort', async (t) => {
+  const upstream = await startUpstream();
+  t.after(() => upstream.stop());
+  const load = await startLoad();
+  t.after(() => load.stop());
+  await tinyRun('direct', upstream.url, upstream, load);
+});
+
+test('the node-* reference proxies carry a tiny run whole and close the upstream of every stream their client left', async (t) => {
+  const upstream = await startUpstream();
+  t.after(() => upstream.stop());
+  const load = await startLoad();
+  t.after(() => load.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-floor-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [target, mode] of Object.entries(FLOOR_MODES) as [TargetName, string][]) {
+    const proxy = await startFloor(mode, upstream.url, join(dir, `${mode}.log`));
+    try {
+      await tinyRun(target, proxy.url, upstream, load, proxy.pid);
+    } finally {
+      await proxy.stop();
+    }
+  }
 });
