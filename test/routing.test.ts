@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { gateway, sim, post, chatBody, frames } from './helpers/gateway.ts';
+import { gateway, sim, post, chatBody, frames, once } from './helpers/gateway.ts';
 
 /** A port nothing listens on. */
 async function closedPort(): Promise<number> {
@@ -47,6 +47,35 @@ test('a connect error and a 429 both fail over; the answer still streams', async
     await res.text();
   }
   assert.ok(g.logs.every((l) => l.upstream === 'good'));
+});
+
+test('a large prompt reaches the replica that answers whole, after a connect error and a 5xx, streamed or not', async (t) => {
+  const port = await closedPort();
+  const bad = await sim(t, { timing: { fail: 'status', failStatus: 503 } });
+  const good = await sim(t, { timing: { ttftMs: 0, itlMs: 0, tokens: 2 } });
+  const g = await gateway(t, {
+    upstreams: [
+      { url: `http://127.0.0.1:${port}/v1`, name: 'down', models: ['sluice-sim'] },
+      { url: bad.url, name: 'bad', models: ['sluice-sim'] },
+      { url: good.url, name: 'good' },
+    ],
+  });
+  // Over the size from which the body is handed to undici as a stream; multi-byte characters make bytes ≠ length.
+  const prompt = 'é🙂 long context. '.repeat(3000);
+  let badHits = 0;
+  bad.events.on('request', () => badHits++);
+  for (const stream of [true, false]) {
+    const seen = once<{ body: { messages: Array<{ content: string }> }; headers: Record<string, string> }>(good.events, 'request');
+    const res = await post(`${g.url}/chat/completions`, chatBody({ stream, messages: [{ role: 'user', content: prompt }] }));
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    if (stream) assert.ok(text.endsWith('data: [DONE]\n\n'));
+    const { body, headers } = await seen;
+    assert.equal(body.messages[0]?.content, prompt);
+    assert.ok(Number(headers['content-length']) > prompt.length, 'length declared in bytes');
+  }
+  assert.ok(badHits >= 1, 'the failing replica was tried with the same body');
+  assert.ok(g.logs.every((l) => l.upstream === 'good' && l.outcome === 'completed'));
 });
 
 test('503 when no upstream is healthy', async (t) => {

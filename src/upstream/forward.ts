@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { SluiceError } from '../errors.ts';
 import { normalizeUpstreamError } from '../openai/upstream-error.ts';
@@ -39,6 +40,24 @@ export async function readBounded(body: Dispatcher.ResponseData['body'], max: nu
   return { text: Buffer.concat(parts).toString('utf8'), truncated: false };
 }
 
+/** Bodies from this size on are handed to undici as a stream, so that they are freed once written. */
+const RELEASED_BODY_BYTES = 16 * 1024;
+
+/**
+ * The body and headers of one upstream attempt. undici keeps a string or Buffer body for the whole response, that is,
+ * a copy of the prompt for as long as the stream lasts (docs/performance.md, finding 8); of a Readable it keeps the
+ * drained stream. Large bodies go that way, their length declared; small ones stay a string, which costs less per
+ * request.
+ */
+function requestBody(body: string, headers: Record<string, string>): { body: string | Readable; headers: Record<string, string> } {
+  if (body.length < RELEASED_BODY_BYTES) return { body, headers };
+  const bytes = Buffer.from(body, 'utf8');
+  const stream = new Readable({ read() {} });
+  stream.push(bytes);
+  stream.push(null);
+  return { body: stream, headers: { ...headers, 'content-length': String(bytes.length) } };
+}
+
 function isConnectFailure(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return (
@@ -77,7 +96,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
     try {
       response = await dispatchRequest(
         upstream.pool,
-        { method: 'POST', path: upstream.path(req.path), headers: upstream.headers(req.headers), body: req.body },
+        { method: 'POST', path: upstream.path(req.path), ...requestBody(req.body, upstream.headers(req.headers)) },
         req.signal,
       );
     } catch (err) {
