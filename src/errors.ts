@@ -88,6 +88,21 @@ export class SluiceError extends Error {
   }
 }
 
+/**
+ * The reason a stream's upstream request is aborted when its client left. Nobody reads it, but Node formats the stack
+ * of every error a socket is destroyed with, and 1,000 clients leaving together pay that 1,000 times in a row; so it
+ * is made without a stack.
+ */
+export function clientAbortedError(): SluiceError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new SluiceError('SLUICE_CLIENT_ABORTED', 'client closed the connection');
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}
+
 /** Wraps anything thrown into a SluiceError (unknown errors become SLUICE_INTERNAL, without leaking internals). */
 export function toSluiceError(err: unknown): SluiceError {
   if (err instanceof SluiceError) return err;

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { SluiceError, toSluiceError } from '../errors.ts';
+import { clientAbortedError, SluiceError, toSluiceError } from '../errors.ts';
 import { parseRequest, upstreamBody, type ParsedRequest, type RequestKind } from '../openai/request.ts';
 import { readUsage } from '../openai/usage.ts';
 import { clientStatus, normalizeUpstreamError } from '../openai/upstream-error.ts';
@@ -223,7 +223,7 @@ async function nonStream(
 ): Promise<void> {
   const controller = new AbortController();
   const onClose = (): void => {
-    if (!res.writableEnded) controller.abort(new SluiceError('SLUICE_CLIENT_ABORTED', 'client closed the connection'));
+    if (!res.writableEnded) controller.abort(clientAbortedError());
   };
   res.on('close', onClose);
   const total = ctx.config.timeouts.total_ms;

@@ -1,5 +1,5 @@
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
-import { SluiceError, type SluiceErrorCode } from '../errors.ts';
+import { clientAbortedError, SluiceError, type SluiceErrorCode } from '../errors.ts';
 import { parseInBandError, type OpenAIErrorObject } from '../openai/upstream-error.ts';
 import { meterChunk, readUsage, type TokenUsage } from '../openai/usage.ts';
 import type { Ticker, Tickable } from './ticker.ts';
@@ -335,7 +335,7 @@ export class StreamRelay implements Tickable {
       this.#releaseUpstream();
     } else {
       // Abort first: a disconnected client must free the GPU at once.
-      this.#abort.abort(error ?? new SluiceError('SLUICE_CLIENT_ABORTED', 'client closed the connection'));
+      this.#abort.abort(error ?? clientAbortedError());
       this.#body?.destroy();
       if (outcome === 'client_aborted') {
         w.destroy();

@@ -64,7 +64,8 @@ export class UpstreamBody implements UpstreamSource {
   destroy(): void {
     if (this.#state !== 'open') return;
     this.#state = 'destroyed';
-    this.#controller?.abort(new Error('upstream request aborted by the gateway'));
+    const c = this.#controller;
+    if (c && !c.aborted) c.abort(new Error('upstream request aborted by the gateway'));
     this.#onSettled?.();
   }
 
