@@ -18,6 +18,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { chunkOf } from '../src/http/sse-writer.ts';
 
 const { values: flags } = parseArgs({
   options: { mode: { type: 'string' }, port: { type: 'string' }, upstream: { type: 'string' } },
@@ -27,16 +28,8 @@ const port = Number(flags.port);
 const upstream = new URL(flags.upstream ?? '');
 const upPort = Number(upstream.port);
 
-/** `<hex size>\r\n<bytes>\r\n` in one Buffer. */
-function chunk(bytes: Buffer): Buffer {
-  const hex = bytes.length.toString(16);
-  const out = Buffer.allocUnsafe(hex.length + 4 + bytes.length);
-  let at = out.write(hex, 0, 'latin1');
-  at += out.write('\r\n', at, 'latin1');
-  at += bytes.copy(out, at);
-  out.write('\r\n', at, 'latin1');
-  return out;
-}
+/** One HTTP chunk holding `bytes`, in one Buffer (Sluice's own framing). */
+const chunk = (bytes: Buffer): Buffer => chunkOf('', bytes);
 
 function relay(): void {
   createTcpServer((client) => {

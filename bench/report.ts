@@ -200,15 +200,7 @@ export interface Section {
 
 /** The table as fixed-width text. */
 export function formatTable(sectionList: Section[], shown: readonly TargetName[]): string {
-  const names: Record<TargetName, string> = {
-    direct: 'direct',
-    nginx: 'nginx',
-    sluice: 'Sluice',
-    'node-relay': 'node-relay',
-    'node-http': 'node-http',
-    'node-raw': 'node-raw',
-  };
-  const header = ['figure', ...shown.map((t) => names[t]), 'Sluice/nginx', 'goal (Sluice)', 'met'];
+  const header = ['figure', ...shown.map((t) => (t === 'sluice' ? 'Sluice' : t)), 'Sluice/nginx', 'goal (Sluice)', 'met'];
   const lines: string[][] = [];
   const sections: { title: string; from: number }[] = [];
   for (const sec of sectionList) {

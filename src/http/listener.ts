@@ -77,46 +77,35 @@ export function createListener(options: ListenerOptions, handler: RequestHandler
 
   const http1 = createHttp1Server({ ...HTTP1_OPTIONS, shouldUpgradeCallback: isWebSocketUpgrade }, onRequest);
   http1.on('upgrade', onUpgrade);
-  if (!options.h2c) {
-    http1.on('connection', track);
-    return {
-      server: http1,
-      secure: false,
-      stop() {
-        http1.close();
-        http1.closeIdleConnections();
-      },
-      destroyAll() {
-        http1.closeAllConnections();
-        for (const s of sockets) s.destroy(); // upgraded (WebSocket) sockets are no longer the HTTP server's
-      },
-    };
-  }
-
-  const h2 = createH2cServer({}, onRequest);
-  h2.on('session', trackSession);
-  // The HTTP/1.1 server listens, so its connection tracking and request timeouts run as usual; its own connection
-  // listener (the one Node's http.Server registers) is called only for connections that are not HTTP/2.
-  const http1OnConnection = http1.listeners('connection');
-  http1.removeAllListeners('connection');
-  http1.on('connection', (socket: Socket) => {
-    track(socket);
-    sniff(socket, (isH2) => {
-      if (isH2) h2.emit('connection', socket);
-      else for (const l of http1OnConnection) l.call(http1, socket);
+  if (options.h2c) {
+    const h2 = createH2cServer({}, onRequest);
+    h2.on('session', trackSession);
+    // The HTTP/1.1 server listens, so its connection tracking and request timeouts run as usual; its own connection
+    // listener (the one Node's http.Server registers) is called only for connections that are not HTTP/2.
+    const http1OnConnection = http1.listeners('connection');
+    http1.removeAllListeners('connection');
+    http1.on('connection', (socket: Socket) => {
+      track(socket);
+      sniff(socket, (isH2) => {
+        if (isH2) h2.emit('connection', socket);
+        else for (const l of http1OnConnection) l.call(http1, socket);
+      });
     });
-  });
+  } else {
+    http1.on('connection', track);
+  }
   return {
     server: http1,
     secure: false,
     stop() {
       http1.close();
       http1.closeIdleConnections();
-      for (const s of sessions) s.close();
+      for (const s of sessions) s.close(); // HTTP/2 sessions, with --h2c only
     },
     destroyAll() {
+      http1.closeAllConnections();
       for (const s of sessions) s.destroy();
-      for (const s of sockets) s.destroy();
+      for (const s of sockets) s.destroy(); // upgraded (WebSocket) sockets are no longer the HTTP server's
     },
   };
 }
