@@ -68,3 +68,14 @@ test('connect timeout: an upstream that never completes the TCP handshake', asyn
   assert.equal(body.error.code, 'sluice_upstream_connect_timeout');
   assert.match(body.error.message, /connect timed out/);
 });
+
+test('a quiet period longer than the total timeout does not cut the next stream', async (t) => {
+  // Real time: one stream, then a gap with no stream at all (the shared clock's timer is stopped), then another.
+  const g = await gateway(t, { timeouts: { total_ms: 600 }, sim: { ttft_ms: 50, itl_ms: 10, tokens: 10 } });
+  for (let i = 0; i < 2; i++) {
+    if (i === 1) await new Promise((r) => setTimeout(r, 1_000));
+    const text = await (await post(`${g.url}/chat/completions`, chatBody())).text();
+    assert.ok(text.endsWith('data: [DONE]\n\n'), `stream ${i + 1} completed: ${text.slice(-200)}`);
+  }
+  assert.deepEqual(g.logs.map((l) => l.outcome), ['completed', 'completed']);
+});

@@ -8,8 +8,7 @@ export interface Tickable {
 }
 
 export class Ticker {
-  /** Coarse wall clock (ms), updated every tick; cheap to read on the hot path. */
-  now = Date.now();
+  #now = Date.now();
   readonly intervalMs: number;
   #streams = new Set<Tickable>();
   #timer: NodeJS.Timeout | undefined;
@@ -18,10 +17,19 @@ export class Ticker {
     this.intervalMs = intervalMs;
   }
 
+  /**
+   * Coarse wall clock (ms), updated every tick; cheap to read on the hot path. While no stream is registered the
+   * timer is stopped and the stored value goes stale (for hours on a quiet gateway), so it is read afresh then: a
+   * stream that takes its start time from here must never see the time of the last tick before a quiet period.
+   */
+  get now(): number {
+    return this.#timer === undefined ? (this.#now = Date.now()) : this.#now;
+  }
+
   add(stream: Tickable): void {
     this.#streams.add(stream);
     if (this.#timer === undefined) {
-      this.now = Date.now();
+      this.#now = Date.now();
       this.#timer = setInterval(() => this.#run(), this.intervalMs);
       this.#timer.unref();
     }
@@ -40,7 +48,7 @@ export class Ticker {
   }
 
   #run(): void {
-    const now = (this.now = Date.now());
+    const now = (this.#now = Date.now());
     for (const s of this.#streams) s.tick(now);
   }
 
