@@ -18,7 +18,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import { chunkOf } from '../src/http/sse-writer.ts';
+import { chunkOf } from '../src/http/sse-writer-h1.ts';
 
 const { values: flags } = parseArgs({
   options: { mode: { type: 'string' }, port: { type: 'string' }, upstream: { type: 'string' } },

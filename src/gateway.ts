@@ -4,13 +4,12 @@ import { ConfigError, validateConfig } from './config/load.ts';
 import type { Config, ConfigInput } from './config/schema.ts';
 import { Registry } from './upstream/registry.ts';
 import { Ticker } from './relay/ticker.ts';
-import { Cors } from './http/cors.ts';
-import { KeyChecker } from './http/auth.ts';
-import { jsonLineLogger, type RequestLogger } from './http/request-log.ts';
+import { KeyChecker } from './auth/key-checker.ts';
+import { jsonLineLogger, type RequestLogger } from './generation/request-log.ts';
 import { createRequestHandler } from './http/server.ts';
 import { createListener, type Listener } from './http/listener.ts';
 import { WebSocketHub } from './ws/hub.ts';
-import type { GatewayContext } from './http/context.ts';
+import type { GatewayContext } from './generation/context.ts';
 import { SluiceError } from './errors.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
 
@@ -71,11 +70,10 @@ export async function startGatewayWithConfig(
     config,
     registry,
     ticker,
-    cors: new Cors(config.cors.origins),
     keys: new KeyChecker(config.api_keys),
     log: hooks.logger ?? jsonLineLogger,
     version: VERSION,
-    streams: new Set(),
+    generations: new Set(),
   };
   const hub = new WebSocketHub(ctx);
   let listener: Listener;
@@ -105,9 +103,9 @@ export async function startGatewayWithConfig(
     listener.stop();
     hub.stop();
     const deadline = Date.now() + config.drain_timeout_ms;
-    while (ctx.streams.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    for (const relay of [...ctx.streams]) {
-      relay.fail(new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down'), 'shutdown');
+    while (ctx.generations.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const gen of [...ctx.generations]) {
+      gen.fail(new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down'), 'shutdown');
     }
     hub.closeAll();
     listener.destroyAll();

@@ -175,7 +175,7 @@ function schemaKeys(schema: Schema): { leaves: Map<string, Leaf>; containers: Se
       leaves.set(path, leaf);
     }
   };
-  visit(configSchema, '');
+  visit(schema, '');
   return { leaves, containers };
 }
 

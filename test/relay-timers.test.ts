@@ -1,4 +1,4 @@
-import { test, mock } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { Ticker } from '../src/relay/ticker.ts';
@@ -6,13 +6,13 @@ import { StreamRelay, type RelayResult } from '../src/relay/stream-relay.ts';
 import type { StreamWriter } from '../src/relay/writer.ts';
 import { fromReadable } from '../src/relay/upstream-source.ts';
 import type { SluiceError } from '../src/errors.ts';
+import { ChatStream } from '../src/openai/chat-stream.ts';
 
 /** A writer that records what the relay asked for, in order. */
 class RecordingWriter implements StreamWriter {
   log: string[] = [];
   opened = false;
   closed = false;
-  pendingBytes = 0;
   open(): void {
     if (!this.opened) this.log.push('open');
     this.opened = true;
@@ -48,18 +48,15 @@ class RecordingWriter implements StreamWriter {
   }
 }
 
-function setup(timeouts: Partial<{ firstByteMs: number; idleMs: number; totalMs: number }> = {}) {
-  const ticker = new Ticker(1_000);
+function setup(timeouts: Partial<{ firstByteMs: number; idleMs: number; totalMs: number }> = {}, ticker = new Ticker(1_000)) {
   const writer = new RecordingWriter();
   const results: RelayResult[] = [];
   const relay = new StreamRelay({
-    kind: 'chat',
+    protocol: new ChatStream({ clientWantsUsage: false, choices: 1 }),
     writer,
     ticker,
     heartbeatMs: 15_000,
     timeouts: { firstByteMs: 300_000, idleMs: 60_000, totalMs: 0, clientStallMs: 30_000, ...timeouts },
-    clientWantsUsage: false,
-    choices: 1,
     maxEventBytes: 1 << 20,
     onFinish: (r) => results.push(r),
   });
@@ -75,6 +72,8 @@ function advance(t: { mock: { timers: { tick(ms: number): void } } }, ms: number
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 const CHUNK = 'data: {"id":"a","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}\n\n';
+/** The last chunk of a complete answer: `[DONE]` without a finish reason is a cut stream (issue 12). */
+const FINISH = 'data: {"id":"a","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n';
 
 test('heartbeats every 15 s during a long first token, and none while tokens flow', async (t) => {
   t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 0 });
@@ -94,7 +93,7 @@ test('heartbeats every 15 s during a long first token, and none while tokens flo
   await settle();
   advance(t, 10_000);
   assert.equal(writer.log.filter((l) => l === 'heartbeat').length, 4, 'no heartbeat while events keep coming');
-  body.write('data: [DONE]\n\n');
+  body.write(FINISH + 'data: [DONE]\n\n');
   await settle();
   assert.deepEqual(writer.log.slice(-2), ['done', 'end']);
   assert.equal(ticker.size, 0, 'the finished stream left the ticker');
@@ -145,4 +144,20 @@ test('total timeout', async (t) => {
     advance(t, 10_000);
   }
   assert.equal(results[0]?.error?.code, 'SLUICE_TOTAL_TIMEOUT');
+});
+
+test('the first stream after a quiet period starts its clocks now, not at the last tick before it', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 0 });
+  const ticker = new Ticker(1_000);
+  const first = setup({}, ticker);
+  advance(t, 3_000);
+  first.relay.clientClosed(); // the last stream leaves: the ticker's timer stops
+  assert.equal(ticker.size, 0);
+  t.mock.timers.tick(5 * 60_000); // five quiet minutes, no tick
+  const { relay, results } = setup({ firstByteMs: 2_500, totalMs: 10_000 }, ticker);
+  relay.attach(fromReadable(new PassThrough()));
+  advance(t, 2_000);
+  assert.equal(results.length, 0, 'neither the first-byte nor the total timeout counts the quiet period');
+  advance(t, 1_000);
+  assert.equal(results[0]?.error?.code, 'SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT');
 });

@@ -10,7 +10,7 @@ import { createServer, get, type ServerResponse } from 'node:http';
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import type { AddressInfo } from 'node:net';
-import { chunkOf } from '../../src/http/sse-writer.ts';
+import { chunkOf } from '../../src/http/sse-writer-h1.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { chunks: { type: 'string', default: '100000' }, rounds: { type: 'string', default: '2' } } });
 

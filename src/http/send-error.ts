@@ -1,17 +1,19 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
 import type { SluiceError } from '../errors.ts';
+import { errorJson } from '../openai/error-wire.ts';
 
 /**
- * The one place an error becomes a wire response before headers: the HTTP status and OpenAI's error body.
- * (After headers the relay writes `errorFrame` instead; see src/relay/stream-relay.ts.)
+ * An error as an HTTP response before headers: the status and OpenAI's error body (src/openai/error-wire.ts has the
+ * error's form on every other wire). Once headers are out, the connection is cut instead: a stream's own error event
+ * is its writer's to send.
  */
 export function sendJsonError(res: ServerResponse | Http2ServerResponse, err: SluiceError, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = JSON.stringify(err.toJSON());
+  const body = errorJson(err);
   res.statusCode = err.status;
   for (const [k, v] of Object.entries({ ...headers, ...err.headers })) res.setHeader(k, v);
   res.setHeader('content-type', 'application/json');

@@ -1,8 +1,9 @@
 import type { ServerResponse } from 'node:http';
-import { newRequestId } from './request-id.ts';
+import { newRequestId } from '../generation/request-id.ts';
 import { SluiceError, toSluiceError } from '../errors.ts';
-import type { GatewayContext } from './context.ts';
-import { handleGenerate, type RequestInfo } from './generate.ts';
+import type { GatewayContext } from '../generation/context.ts';
+import { Cors } from './cors.ts';
+import { handleGenerate } from './generate.ts';
 import { sendJsonError } from './send-error.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
@@ -25,25 +26,26 @@ export const HTTP1_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 120_000
  * compatibility API; src/http/listener.ts creates the servers.
  */
 export function createRequestHandler(ctx: GatewayContext): (req: HttpRequest, res: HttpResponse) => void {
+  const cors = new Cors(ctx.config.cors.origins);
   return (req, res) => {
-    route(ctx, req, res).catch((err: unknown) => {
+    route(ctx, cors, req, res).catch((err: unknown) => {
       sendJsonError(res, toSluiceError(err));
     });
   };
 }
 
-async function route(ctx: GatewayContext, req: HttpRequest, res: HttpResponse): Promise<void> {
+async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: HttpResponse): Promise<void> {
   const given = req.headers['x-request-id'];
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
   res.setHeader('x-request-id', id);
   res.setHeader('x-sluice-gateway', ctx.version);
-  ctx.cors.apply(req, res);
+  cors.apply(req, res);
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const method = req.method ?? 'GET';
 
-  if (method === 'OPTIONS') return ctx.cors.preflight(req, res);
+  if (method === 'OPTIONS') return cors.preflight(req, res);
 
   if (path === '/health') return json(res, 200, { status: 'ok' });
   if (path === '/ready') {
@@ -68,8 +70,7 @@ async function route(ctx: GatewayContext, req: HttpRequest, res: HttpResponse): 
   const kind = GENERATE_ROUTES[path];
   if (kind !== undefined) {
     if (method !== 'POST') return methodNotAllowed(req, res, 'POST');
-    const info: RequestInfo = { id, method, path, startedPerf: performance.now() };
-    return handleGenerate(ctx, kind, req, res, info);
+    return handleGenerate(ctx, req, res, { id, method, path, kind, startedPerf: performance.now() });
   }
   req.resume();
   sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));

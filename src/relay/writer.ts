@@ -2,14 +2,14 @@ import type { SluiceError } from '../errors.ts';
 
 /**
  * Where a relayed stream goes. The relay speaks in events; a writer turns them into a transport's bytes (SSE over
- * HTTP/1.1 or HTTP/2 here; WebSocket messages elsewhere). Events are queued and written together by `flush()`, so
- * one upstream read becomes one write.
+ * HTTP/1.1 or HTTP/2 in src/http/; WebSocket messages in src/ws/). Events are queued and written together by
+ * `flush()`, so one upstream read becomes one write.
  */
 export interface StreamWriter {
   /** Commits the response (status 200 and stream headers). Idempotent. */
   open(): void;
   readonly opened: boolean;
-  /** A `data:` event (chat/completions chunk JSON or `[DONE]` is `done()`). */
+  /** A `data:` event (chat/completions chunk JSON; `[DONE]` is `done()`). */
   data(json: string): void;
   /** A named event (`/v1/responses` framing). */
   named(event: string, json: string): void;
@@ -25,13 +25,14 @@ export interface StreamWriter {
   onDrain(cb: () => void): void;
   /** Ends the response normally (after `done()` or an error event). */
   end(): void;
-  /** Reports an error the client can see: the HTTP error response when headers were not sent yet, otherwise the
-   * in-band error event for this stream's kind; then ends the response. */
+  /**
+   * Reports an error the client can see, then ends the response: before `open()`, the transport's own refusal (an
+   * HTTP status with OpenAI's JSON body, a WebSocket error message); after it, `inBand` writes the stream's own error
+   * event (the protocol's `writeError`), unless the transport has its own terminal error message.
+   */
   fail(err: SluiceError, inBand: () => void): void;
-  /** Tears the connection down (stalled client, shutdown). */
+  /** Tears the connection down (the client left or stalled). */
   destroy(): void;
   /** True once the client connection is gone or ended. */
   readonly closed: boolean;
-  /** Bytes buffered in the client connection, not yet sent. */
-  readonly pendingBytes: number;
 }

@@ -1,4 +1,4 @@
-import { readBounded } from './forward.ts';
+import { readBounded } from './read-bounded.ts';
 import type { DialectDetection, Upstream } from './upstream.ts';
 
 /** What model discovery already read from `GET /v1/models`. */

@@ -50,10 +50,6 @@ export class WsChannel implements Tickable {
     return this.#ws.bufferedAmount < this.#o.maxBufferedBytes;
   }
 
-  get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
-  }
-
   /**
    * Sends one text message (dropped once the connection is closing). Streams stop at `maxBufferedBytes`; replies to
    * the client's own messages (pongs, errors) do not wait, so a peer that keeps sending while reading nothing would

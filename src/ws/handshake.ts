@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { SluiceError } from '../errors.ts';
-import type { KeyChecker } from '../http/auth.ts';
+import type { KeyChecker } from '../auth/key-checker.ts';
 
 /**
  * Subprotocol prefixes that carry an API key. Browsers cannot set headers on a WebSocket, so, like OpenAI's Realtime

@@ -3,12 +3,13 @@ import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { SluiceError } from '../errors.ts';
-import type { GatewayContext } from '../http/context.ts';
+import type { GatewayContext } from '../generation/context.ts';
+import { errorJson, wsErrorMessage } from '../openai/error-wire.ts';
 import { WsChannel } from './channel.ts';
 import { checkUpgrade, OriginPolicy, selectProtocol } from './handshake.ts';
 import { MuxSession } from './mux-session.ts';
 import { ResponsesSession } from './responses-session.ts';
-import { CLOSE, errorEvent, type WsSession } from './session.ts';
+import { CLOSE, type WsSession } from './session.ts';
 
 type SessionFactory = (ctx: GatewayContext, channel: WsChannel) => WsSession;
 
@@ -74,7 +75,7 @@ export class WebSocketHub {
     ws.close = (code?: number, reason?: string | Buffer) => {
       if (code === CLOSE.MESSAGE_TOO_BIG && reason === undefined) {
         const limit = cfg.max_message_bytes;
-        channel.send(errorEvent(new SluiceError('SLUICE_WS_MESSAGE_TOO_BIG', `Message exceeds the limit of ${limit} bytes (websocket.max_message_bytes).`)));
+        channel.send(wsErrorMessage(new SluiceError('SLUICE_WS_MESSAGE_TOO_BIG', `Message exceeds the limit of ${limit} bytes (websocket.max_message_bytes).`)));
         return close(code, `message exceeds ${limit} bytes`);
       }
       return close(code, reason);
@@ -83,7 +84,7 @@ export class WebSocketHub {
       if (!channel.open) return; // closing: what the client sent after a protocol error is not acted on
       if (isBinary) {
         channel.fail(
-          errorEvent(new SluiceError('SLUICE_WS_INVALID_MESSAGE', 'Binary messages are not supported; send JSON text messages.')),
+          wsErrorMessage(new SluiceError('SLUICE_WS_INVALID_MESSAGE', 'Binary messages are not supported; send JSON text messages.')),
           CLOSE.UNSUPPORTED_DATA,
           'binary messages are not supported',
         );
@@ -110,15 +111,11 @@ export class WebSocketHub {
     for (const ws of this.#sessions.keys()) ws.close(CLOSE.GOING_AWAY, 'server shutting down');
     for (const ws of this.#sessions.keys()) setTimeout(() => ws.terminate(), 1_000).unref();
   }
-
-  get connections(): number {
-    return this.#sessions.size;
-  }
 }
 
 /** Refuses an upgrade with a plain HTTP response: the status and OpenAI's error body, as the HTTP endpoints do. */
 function reject(socket: Duplex, err: SluiceError): void {
-  const text = JSON.stringify(err.toJSON());
+  const text = errorJson(err);
   const auth = err.status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
   socket.end(
     `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\n${auth}\r\n${text}`,

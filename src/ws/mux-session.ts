@@ -1,13 +1,13 @@
 import { SluiceError } from '../errors.ts';
-import type { GatewayContext } from '../http/context.ts';
-import type { StreamKind } from '../relay/stream-relay.ts';
+import type { GatewayContext } from '../generation/context.ts';
+import { wsErrorMessage } from '../openai/error-wire.ts';
 import type { WsChannel } from './channel.ts';
 import { startWsGeneration, type WsGeneration } from './start-generation.ts';
 import type { WsFraming } from './ws-writer.ts';
-import { CLOSE, errorEvent, parseClientMessage, type WsSession } from './session.ts';
+import { CLOSE, parseClientMessage, type WsSession } from './session.ts';
 
 /** The endpoints a `create` message may name, with the stream each one relays. */
-const ENDPOINTS: Record<string, StreamKind> = {
+const ENDPOINTS: Record<string, 'chat' | 'completion'> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completion',
 };
@@ -26,7 +26,7 @@ function muxFraming(id: string): WsFraming {
   };
 }
 
-const errorMessage = (err: SluiceError, id: string | undefined): string => errorEvent(err, id === undefined ? {} : { id });
+const errorMessage = (err: SluiceError, id: string | undefined): string => wsErrorMessage(err, id === undefined ? {} : { id });
 
 /**
  * `/v1/ws`: Sluice's multiplexed protocol for chat and completions (docs/websocket.md). A client runs several
@@ -97,18 +97,20 @@ export class MuxSession implements WsSession {
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
       return this.#reply(new SluiceError('SLUICE_INVALID_REQUEST', "The 'body' of a create message must be the request's JSON object.", { param: 'body' }), id);
     }
-    const g = startWsGeneration(this.#ctx, {
+    // A create refused at once (an invalid body) ends inside this call, before `g` is assigned: its error message
+    // went out through the writer, and nothing is registered.
+    let g: WsGeneration | undefined;
+    g = startWsGeneration(this.#ctx, {
       kind,
       path: endpoint as string,
       body: body as Record<string, unknown>,
       channel: this.#channel,
       framing: muxFraming(id),
       onEnd: () => {
-        if (this.#streams.get(id) === g) this.#streams.delete(id);
+        if (g !== undefined && this.#streams.get(id) === g) this.#streams.delete(id);
         if (this.#draining && this.#streams.size === 0) this.#channel.close(CLOSE.GOING_AWAY, 'server shutting down');
       },
     });
-    if (g instanceof SluiceError) return this.#reply(g, id);
     if (!g.writer.closed) this.#streams.set(id, g);
   }
 
@@ -119,7 +121,7 @@ export class MuxSession implements WsSession {
       return this.#reply(new SluiceError('SLUICE_WS_UNKNOWN_ID', `No generation with id '${id}' is running on this connection (it may have ended).`, { param: 'id' }), id);
     }
     g.writer.cancel();
-    g.relay.clientClosed(); // aborts the upstream request; the writer answers `cancelled`
+    g.gen.cancel(); // aborts the upstream request; the writer answers `cancelled`
   }
 
   #reply(err: SluiceError, id: string | undefined): void {
@@ -127,7 +129,7 @@ export class MuxSession implements WsSession {
   }
 
   onClose(): void {
-    for (const g of [...this.#streams.values()]) g.relay.clientClosed();
+    for (const g of [...this.#streams.values()]) g.gen.cancel();
     this.#streams.clear();
   }
 

@@ -1,9 +1,10 @@
 import { SluiceError } from '../errors.ts';
-import type { GatewayContext } from '../http/context.ts';
+import type { GatewayContext } from '../generation/context.ts';
+import { wsErrorMessage } from '../openai/error-wire.ts';
 import type { WsChannel } from './channel.ts';
 import { startWsGeneration, type WsGeneration } from './start-generation.ts';
 import type { WsFraming } from './ws-writer.ts';
-import { CLOSE, errorEvent, parseClientMessage, type WsSession } from './session.ts';
+import { CLOSE, parseClientMessage, type WsSession } from './session.ts';
 
 /** Adds `"stream_id"` to an event's JSON object without parsing it (OpenAI echoes the lane a response runs on). */
 function withStreamId(json: string, field: string | undefined): string {
@@ -12,7 +13,7 @@ function withStreamId(json: string, field: string | undefined): string {
 }
 
 /** OpenAI's WebSocket error event for a request refused before its stream started (it carries an HTTP status). */
-const refusal = (err: SluiceError, streamId: string | undefined): string => errorEvent(err, streamId === undefined ? {} : { stream_id: streamId });
+const refusal = (err: SluiceError, streamId: string | undefined): string => wsErrorMessage(err, streamId === undefined ? {} : { stream_id: streamId });
 
 function responsesFraming(streamId: string | undefined): WsFraming {
   const field = streamId === undefined ? undefined : `"stream_id":${JSON.stringify(streamId)}`;
@@ -87,21 +88,23 @@ export class ResponsesSession implements WsSession {
   #next(): void {
     while (this.#current === undefined && this.#queue.length > 0 && this.#channel.open) {
       const p = this.#queue.shift() as Pending;
-      const g = startWsGeneration(this.#ctx, {
+      // A request refused at once (an invalid body) ends inside this call, before `g` is assigned: its refusal went
+      // out through the writer, and the loop goes on with the next one.
+      let g: WsGeneration | undefined;
+      g = startWsGeneration(this.#ctx, {
         kind: 'responses',
         path: '/v1/responses',
         body: p.body,
         channel: this.#channel,
         framing: responsesFraming(p.streamId),
         onEnd: () => {
-          if (this.#current !== g) return;
+          if (g === undefined || this.#current !== g) return;
           this.#current = undefined;
           if (this.#draining && this.active === 0) this.#channel.close(CLOSE.GOING_AWAY, 'server shutting down');
           else this.#next();
         },
       });
-      if (g instanceof SluiceError) this.#refuse(g, p.streamId);
-      else if (!g.writer.closed) this.#current = g;
+      if (!g.writer.closed) this.#current = g;
     }
   }
 
@@ -113,7 +116,7 @@ export class ResponsesSession implements WsSession {
     this.#queue.length = 0;
     const g = this.#current;
     this.#current = undefined;
-    g?.relay.clientClosed();
+    g?.gen.cancel();
   }
 
   drain(): void {

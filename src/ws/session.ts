@@ -22,14 +22,6 @@ export interface WsSession {
   readonly active: number;
 }
 
-/**
- * The error message both endpoints send: `{"type":"error", …extra, "status", "error":{message,type,param,code}}`, the
- * shape of OpenAI's WebSocket error event (the status is the one the HTTP endpoint would have answered with).
- */
-export function errorEvent(err: SluiceError, extra: Record<string, string> = {}): string {
-  return JSON.stringify({ type: 'error', ...extra, status: err.status, ...err.toJSON() });
-}
-
 /** Parses a client message: a JSON object with a string `type`. Returns the error to close the connection with. */
 export function parseClientMessage(text: string): Record<string, unknown> | SluiceError {
   let msg: unknown;

@@ -112,10 +112,6 @@ export class WsStreamWriter implements StreamWriter {
     return this.#ended || !this.#channel.open;
   }
 
-  get pendingBytes(): number {
-    return this.#channel.bufferedAmount;
-  }
-
   #finish(): void {
     this.#ended = true;
     this.#onEnd();

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { startGateway, type Gateway, type GatewayOptions } from '../../src/gateway.ts';
 import { startSimulator, type Simulator, type SimulatorOptions } from '../../src/sim/server.ts';
-import type { RequestLogEntry } from '../../src/http/request-log.ts';
+import type { RequestLogEntry } from '../../src/generation/request-log.ts';
 
 /** Starts a simulator on port 0, closed after the test. */
 export async function sim(t: TestContext, options: SimulatorOptions = {}): Promise<Simulator> {

@@ -1,9 +1,8 @@
 import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import { SluiceError } from '../errors.ts';
-import { normalizeUpstreamError } from '../openai/upstream-error.ts';
-import type { Upstream } from './upstream.ts';
-import { dispatchRequest, type UpstreamResponse } from './upstream-body.ts';
+import { upstreamFailure } from '../openai/upstream-failure.ts';
+import type { Upstream } from '../upstream/upstream.ts';
+import { dispatchRequest, type UpstreamResponse } from '../upstream/upstream-body.ts';
 
 export interface ForwardRequest {
   /** OpenAI path, e.g. `/chat/completions`. */
@@ -20,24 +19,6 @@ export interface Forwarded {
   response: UpstreamResponse;
   /** Must be called once the request is over (balancing counts in-flight requests). */
   release(): void;
-}
-
-/** Reads at most `max` bytes of a body as text; the rest is discarded. */
-export async function readBounded(body: Dispatcher.ResponseData['body'], max: number): Promise<{ text: string; truncated: boolean }> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    const b = chunk as Buffer;
-    if (size + b.length > max) {
-      parts.push(b.subarray(0, max - size));
-      size = max;
-      body.destroy();
-      return { text: Buffer.concat(parts).toString('utf8'), truncated: true };
-    }
-    parts.push(b);
-    size += b.length;
-  }
-  return { text: Buffer.concat(parts).toString('utf8'), truncated: false };
 }
 
 /** Bodies from this size on are handed to undici as a stream, so that they are freed once written. */
@@ -58,25 +39,14 @@ function requestBody(body: string, headers: Record<string, string>): { body: str
   return { body: stream, headers: { ...headers, 'content-length': String(bytes.length) } };
 }
 
-function isConnectFailure(err: unknown): boolean {
-  const code = (err as { code?: unknown }).code;
-  return (
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'ECONNREFUSED' ||
-    code === 'ECONNRESET' ||
-    code === 'EHOSTUNREACH' ||
-    code === 'ENETUNREACH' ||
-    code === 'ENOTFOUND' ||
-    code === 'EAI_AGAIN' ||
-    code === 'UND_ERR_SOCKET' ||
-    code === 'EPIPE'
-  );
-}
+const CONNECT_FAILURES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'EPIPE']);
+
+const isConnectFailure = (err: unknown): boolean => CONNECT_FAILURES.has((err as { code?: unknown }).code as string);
 
 /**
- * Sends a request to the first replica that takes it. Before any byte reaches the client, a connect error, a 5xx or
- * a 429 moves the request to the next replica. Returns the first other answer (2xx, or a 4xx to pass through);
- * throws a SluiceError when every replica failed.
+ * Sends a request to the first replica that takes it: the failover of a generation before its first byte. A connect
+ * error, a 5xx or a 429 moves the request to the next replica. Returns the first other answer (2xx, or a 4xx to pass
+ * through; src/generation/attach.ts decides what becomes of it); throws a SluiceError when every replica failed.
  */
 export async function forward(replicas: readonly Upstream[], req: ForwardRequest): Promise<Forwarded> {
   let last: SluiceError | undefined;
@@ -102,16 +72,11 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
     } catch (err) {
       release();
       if (req.signal.aborted) throw req.signal.reason instanceof SluiceError ? req.signal.reason : err;
-      if (!isConnectFailure(err)) throw new SluiceError('SLUICE_UPSTREAM_ERROR', `upstream ${upstream.name} failed: ${(err as Error).message}`, { cause: err });
-      const timedOut = (err as { code?: unknown }).code === 'UND_ERR_CONNECT_TIMEOUT';
+      if (!isConnectFailure(err)) throw upstreamFailure({ kind: 'request', upstream: upstream.name, cause: err });
       upstream.markFailed((err as Error).message);
+      last = upstreamFailure({ kind: 'connect', upstream: upstream.name, cause: err });
       connectFailures++;
-      if (timedOut) connectTimeouts++;
-      last = new SluiceError(
-        timedOut ? 'SLUICE_UPSTREAM_CONNECT_TIMEOUT' : 'SLUICE_UPSTREAM_CONNECT_ERROR',
-        `upstream ${upstream.name}: ${timedOut ? 'connect timed out' : `cannot connect (${String((err as { code?: unknown }).code ?? (err as Error).message)})`}`,
-        { cause: err },
-      );
+      if (last.code === 'SLUICE_UPSTREAM_CONNECT_TIMEOUT') connectTimeouts++;
       continue;
     }
     const status = response.statusCode;
@@ -119,15 +84,8 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       const { text } = await response.body.text(req.maxErrorBytes);
       release();
       if (status >= 500) upstream.markFailed(`HTTP ${status}`);
-      const e = normalizeUpstreamError(text, status);
       const retryAfter = response.headers['retry-after'];
-      last = new SluiceError('SLUICE_UPSTREAM_ERROR', e.message, {
-        status,
-        type: e.type,
-        param: e.param,
-        wireCode: e.code === null ? null : String(e.code),
-        ...(typeof retryAfter === 'string' ? { headers: { 'retry-after': retryAfter } } : {}),
-      });
+      last = upstreamFailure({ kind: 'status', status, body: text, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined });
       continue;
     }
     return { upstream, response, release };

@@ -1,0 +1,284 @@
+import { clientAbortedError, SluiceError, toSluiceError } from '../errors.ts';
+import { upstreamBody, type ParsedRequest, type RequestKind } from '../openai/request.ts';
+import { readUsage } from '../openai/usage.ts';
+import { createNormalizer } from '../openai/dialects/create-normalizer.ts';
+import { ChatStream } from '../openai/chat-stream.ts';
+import { ResponsesStream } from '../openai/responses-stream.ts';
+import { StreamRelay, type Outcome, type RelayResult } from '../relay/stream-relay.ts';
+import type { StreamWriter } from '../relay/writer.ts';
+import type { Upstream } from '../upstream/upstream.ts';
+import { attachStreamAnswer, MAX_ERROR_BYTES, readUnaryAnswer, type UnaryAnswer } from './attach.ts';
+import type { GatewayContext } from './context.ts';
+import { forward, type Forwarded } from './forward.ts';
+import type { RequestLogEntry } from './request-log.ts';
+
+const UPSTREAM_PATHS: Record<RequestKind, string> = {
+  chat: '/chat/completions',
+  completion: '/completions',
+  responses: '/responses',
+  embeddings: '/embeddings',
+};
+
+/** Where a generation came from, for its log line. */
+export interface GenerationOrigin {
+  /** The request id (the client's `X-Request-Id` when valid, else a new one). */
+  id: string;
+  /** `POST`, or `WS` for a generation asked for over a WebSocket. */
+  method: string;
+  path: string;
+  kind: RequestKind;
+  /** `performance.now()` when the request arrived. */
+  startedPerf: number;
+}
+
+/** Where a non-streamed generation's answer goes (the HTTP adapter: a JSON response). */
+export interface UnaryResponder {
+  answer(answer: UnaryAnswer): void;
+  /** The error as the client sees it, before any byte of an answer. */
+  fail(err: SluiceError): void;
+}
+
+/** A request admitted and routed: its replicas, best first, and what to send them. */
+interface Routed {
+  replicas: Upstream[];
+  body: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * One generation, whatever transport asked for it: admission (the hook for keys and limits), routing by model,
+ * forwarding with failover, the decision that attaches an upstream answer to the relay or fails it, and the finish
+ * with its log line. Transports (src/http/, src/ws/) parse their request, build a writer and call `stream` or
+ * `unary`, and call `cancel` when their client goes away; every outcome reaches the client through the writer.
+ */
+export class Generation {
+  readonly log: RequestLogEntry;
+  readonly #ctx: GatewayContext;
+  readonly #kind: RequestKind;
+  readonly #startedPerf: number;
+  readonly #onEnd: (() => void) | undefined;
+  #relay: StreamRelay | undefined;
+  /** A non-streamed generation's upstream request. */
+  #unary: AbortController | undefined;
+  #cancelled = false;
+  /** A non-streamed answer was handed to the transport: a close from here on is its end, not a cancel. */
+  #answered = false;
+  #logged = false;
+
+  /** `onEnd` runs once when the generation is over, whatever its outcome (after its log line). */
+  constructor(ctx: GatewayContext, origin: GenerationOrigin, onEnd?: () => void) {
+    this.#ctx = ctx;
+    this.#onEnd = onEnd;
+    this.#kind = origin.kind;
+    this.#startedPerf = origin.startedPerf;
+    this.log = newLogEntry(origin);
+  }
+
+  /** Whether the request asks for a stream (embeddings never stream). */
+  static streams(parsed: ParsedRequest): boolean {
+    return parsed.stream && parsed.kind !== 'embeddings';
+  }
+
+  /** The request was refused before it started (unreadable or invalid body): logs it, returns the client's error. */
+  reject(err: unknown): SluiceError {
+    const e = toSluiceError(err);
+    this.log.outcome = 'rejected';
+    this.log.status = e.status;
+    this.log.error_code = e.code;
+    this.#end();
+    return e;
+  }
+
+  /**
+   * Runs a streamed generation into `writer`: admission, then the relay (heartbeats and timeouts from here on) and
+   * the upstream request with failover. Every outcome, a refusal included, is written to `writer`.
+   */
+  async stream(parsed: ParsedRequest, writer: StreamWriter): Promise<void> {
+    let routed: Routed;
+    try {
+      routed = await this.#admit(parsed, true);
+    } catch (err) {
+      writer.fail(this.reject(err), () => {});
+      return;
+    }
+    if (this.#cancelled) {
+      this.log.outcome = 'client_aborted';
+      this.log.error_code = 'SLUICE_CLIENT_ABORTED';
+      writer.destroy();
+      this.#end();
+      return;
+    }
+    const ctx = this.#ctx;
+    const t = ctx.config.timeouts;
+    let forwarded: Forwarded | undefined;
+    const relay = new StreamRelay({
+      protocol: this.#kind === 'responses' ? new ResponsesStream() : new ChatStream({ clientWantsUsage: parsed.wantsUsage, choices: parsed.choices }),
+      writer,
+      ticker: ctx.ticker,
+      heartbeatMs: ctx.config.heartbeat_ms,
+      timeouts: { firstByteMs: t.first_byte_ms, idleMs: t.idle_ms, totalMs: t.total_ms, clientStallMs: t.client_stall_ms },
+      maxEventBytes: ctx.config.limits.max_event_bytes,
+      onFinish: (r) => {
+        forwarded?.release();
+        this.#finishStream(r, writer.opened);
+      },
+    });
+    this.#relay = relay;
+    ctx.generations.add(this);
+    try {
+      forwarded = await forward(routed.replicas, { path: UPSTREAM_PATHS[this.#kind], body: routed.body, headers: routed.headers, signal: relay.signal, maxErrorBytes: MAX_ERROR_BYTES });
+    } catch (err) {
+      relay.fail(toSluiceError(err), 'upstream_error');
+      return;
+    }
+    const upstream = forwarded.upstream;
+    this.log.upstream = upstream.name;
+    if (relay.finished) forwarded.release();
+    const kind = this.#kind;
+    try {
+      // The engine's dialect is normalized on the way through (none for vLLM: its stream is OpenAI's already).
+      await attachStreamAnswer(relay, forwarded, () =>
+        kind === 'responses' || kind === 'embeddings'
+          ? undefined
+          : createNormalizer(upstream.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields }),
+      );
+    } catch (err) {
+      relay.fail(toSluiceError(err));
+    }
+  }
+
+  /** Runs a non-streamed generation: forwards with failover and hands the upstream's JSON answer to `reply`. */
+  async unary(parsed: ParsedRequest, reply: UnaryResponder): Promise<void> {
+    let routed: Routed;
+    try {
+      routed = await this.#admit(parsed, false);
+    } catch (err) {
+      reply.fail(this.reject(err));
+      return;
+    }
+    const ctx = this.#ctx;
+    const controller = (this.#unary = new AbortController());
+    if (this.#cancelled) controller.abort(clientAbortedError());
+    ctx.generations.add(this);
+    const total = ctx.config.timeouts.total_ms;
+    const timer = total > 0 ? setTimeout(() => controller.abort(new SluiceError('SLUICE_TOTAL_TIMEOUT', `request exceeded the total timeout of ${total} ms`)), total) : undefined;
+    timer?.unref();
+    let forwarded: Forwarded | undefined;
+    const log = this.log;
+    try {
+      forwarded = await forward(routed.replicas, { path: UPSTREAM_PATHS[this.#kind], body: routed.body, headers: routed.headers, signal: controller.signal, maxErrorBytes: MAX_ERROR_BYTES });
+      log.upstream = forwarded.upstream.name;
+      const answer = await readUnaryAnswer(forwarded, ctx.config.limits.max_response_bytes);
+      const usage = readUsage(answer.body);
+      log.tokens_in = usage?.promptTokens;
+      log.tokens_out = usage?.completionTokens;
+      log.status = answer.status;
+      if (controller.signal.aborted) throw controller.signal.reason;
+      this.#answered = true;
+      reply.answer(answer);
+    } catch (err) {
+      const e = controller.signal.aborted && controller.signal.reason instanceof SluiceError ? controller.signal.reason : toSluiceError(err);
+      log.outcome = unaryOutcome(e);
+      log.error_code = e.code;
+      log.status = e.status;
+      reply.fail(e);
+    } finally {
+      if (timer) clearTimeout(timer);
+      forwarded?.release();
+      this.#end();
+    }
+  }
+
+  /** The client went away (or cancelled): aborts the upstream request at once, whatever stage it is in. */
+  cancel(): void {
+    if (this.#logged || this.#answered) return;
+    this.#cancelled = true;
+    this.#relay?.clientClosed();
+    this.#unary?.abort(clientAbortedError());
+  }
+
+  /** Ends the generation with an error the client sees (the gateway is shutting down). */
+  fail(err: SluiceError, outcome: Outcome): void {
+    if (this.#logged || this.#answered) return;
+    this.#relay?.fail(err, outcome);
+    this.#unary?.abort(err);
+  }
+
+  /**
+   * Admission, then routing: the replicas serving the model, best first, with the body and headers to send them.
+   * Keys and limits go here (they may need the state store, hence async). Throws the client's SluiceError.
+   */
+  async #admit(parsed: ParsedRequest, stream: boolean): Promise<Routed> {
+    const { registry } = this.#ctx;
+    this.log.model = parsed.model;
+    this.log.stream = stream;
+    if (!registry.serves(parsed.model)) await registry.rediscoverIfStale();
+    const replicas = registry.route(parsed.model);
+    if (replicas.length === 0) {
+      const known = registry.models().map((m) => m.id);
+      throw registry.upstreams.length > 0 && known.length === 0
+        ? new SluiceError('SLUICE_NO_HEALTHY_UPSTREAM', 'No upstream has answered model discovery yet; no model is available.')
+        : new SluiceError('SLUICE_MODEL_NOT_FOUND', `The model '${parsed.model}' does not exist. Available models: ${known.join(', ') || '(none)'}.`, { param: 'model', wireCode: 'model_not_found' });
+    }
+    return {
+      replicas,
+      body: upstreamBody(parsed, registry.resolve(parsed.model)),
+      headers: { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': this.log.id },
+    };
+  }
+
+  #finishStream(r: RelayResult, opened: boolean): void {
+    const log = this.log;
+    log.outcome = r.outcome;
+    log.error_code = r.error?.code;
+    log.status = opened ? 200 : (r.error?.status ?? 200);
+    log.ttft_ms = r.ttftMs === undefined ? undefined : round(r.ttftMs);
+    log.tokens_in = r.usage?.promptTokens;
+    log.tokens_out = r.usage?.completionTokens;
+    this.#end();
+  }
+
+  /** Writes the log line, once. */
+  #end(): void {
+    if (this.#logged) return;
+    this.#logged = true;
+    const ctx = this.#ctx;
+    ctx.generations.delete(this);
+    const log = this.log;
+    log.duration_ms = round(performance.now() - this.#startedPerf);
+    if (ctx.config.log.requests) {
+      log.ts = new Date(performance.timeOrigin + this.#startedPerf).toISOString();
+      ctx.log(log);
+    }
+    this.#onEnd?.();
+  }
+}
+
+function unaryOutcome(e: SluiceError): string {
+  if (e.code === 'SLUICE_CLIENT_ABORTED') return 'client_aborted';
+  if (e.code === 'SLUICE_TOTAL_TIMEOUT') return 'timeout';
+  if (e.code === 'SLUICE_SHUTTING_DOWN') return 'shutdown';
+  return 'upstream_error';
+}
+
+/** A fresh log line for a request; filled in as it goes and written when the generation ends. */
+function newLogEntry(o: GenerationOrigin): RequestLogEntry {
+  return {
+    ts: '', // the request's start, written only when the line is logged
+    id: o.id,
+    method: o.method,
+    path: o.path,
+    model: undefined,
+    upstream: undefined,
+    status: 0,
+    stream: false,
+    ttft_ms: undefined,
+    tokens_in: undefined,
+    tokens_out: undefined,
+    duration_ms: 0,
+    outcome: 'completed',
+    error_code: undefined,
+  };
+}
+
+const round = (ms: number): number => Math.round(ms * 10) / 10;

@@ -1,0 +1,54 @@
+import type { SluiceError } from '../errors.ts';
+import type { SseEvent } from '../sse/parser.ts';
+import type { EventVerdict, StreamProtocol } from '../relay/protocol.ts';
+import type { StreamWriter } from '../relay/writer.ts';
+import { responsesErrorEvent } from './error-wire.ts';
+import { normalizeUpstreamError } from './upstream-error.ts';
+import { upstreamFailure } from './upstream-failure.ts';
+import { readUsage, type TokenUsage } from './usage.ts';
+
+const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+
+/**
+ * The Responses API stream (`event: <type>` + `data:` framing, kept as it is): complete at its terminal event
+ * (`response.completed`, `.incomplete` or `.failed`, which also carries usage), failed at an `error` event.
+ */
+export class ResponsesStream implements StreamProtocol {
+  #terminal = false;
+  usage: TokenUsage | undefined;
+
+  attach(): boolean {
+    return false; // `event:` lines: every read is parsed
+  }
+
+  passRaw(): boolean {
+    return false;
+  }
+
+  onEvent(ev: SseEvent, w: StreamWriter): EventVerdict {
+    const type = ev.event;
+    if (type === 'error' || (type === undefined && ev.data.startsWith('{"type":"error"'))) {
+      return upstreamFailure({ kind: 'in_band', error: normalizeUpstreamError(ev.data, 502) });
+    }
+    if (ev.data === '[DONE]') {
+      // Not part of OpenAI's Responses stream; some engines add it. Clients expect the stream to end here.
+      return this.#terminal ? 'end' : undefined;
+    }
+    if (type !== undefined && TERMINAL.has(type)) {
+      this.#terminal = true;
+      const usage = readUsage(ev.data);
+      if (usage) this.usage = usage;
+    }
+    if (type === undefined) w.data(ev.data);
+    else w.named(type, ev.data);
+    return this.#terminal ? 'end' : undefined;
+  }
+
+  onUpstreamEnd(): 'end' | SluiceError {
+    return this.#terminal ? 'end' : upstreamFailure({ kind: 'truncated', message: 'upstream ended the stream before the answer was complete' });
+  }
+
+  writeError(w: StreamWriter, err: SluiceError): void {
+    w.named('error', responsesErrorEvent(err));
+  }
+}
