@@ -1,6 +1,7 @@
 /**
  * Every error Sluice reports, with a stable code, the HTTP status it maps to before headers are sent, and the OpenAI
- * error `type`. `src/http/send-error.ts` and the relay's error frame are the only places that put them on the wire.
+ * error `type`. Upstream failures become SluiceErrors in one factory (src/openai/upstream-failure.ts); one function per
+ * wire protocol turns them into bytes (src/openai/error-wire.ts, and src/http/send-error.ts for HTTP responses).
  */
 
 export type OpenAIErrorType =

@@ -93,6 +93,8 @@ test('precedence: flags > environment > file > defaults', () => {
   assert.equal(fromFlags.port, 3333);
   assert.deepEqual(fromFlags.upstreams.map((u) => u.url), ['http://c:3/v1']);
   assert.throws(() => loadConfig(undefined, { SLUICE_PORT: 'eighty' }, {}), /port = "eighty"/);
+  // A value that is no URL at all is a config error naming the key, not a TypeError from deep in validation.
+  assert.throws(() => loadConfig(undefined, { SLUICE_UPSTREAMS: '12345' }, {}), (e: unknown) => e instanceof ConfigError && /upstreams\[0\]\.url = "12345"/.test(e.message));
 });
 
 test('sim and serve reject bad flags with exit code 2', async () => {

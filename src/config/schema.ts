@@ -15,7 +15,8 @@ export type ReasoningField = (typeof REASONING_FIELDS)[number];
 
 const upstreamSchema = z.strictObject({
   /** OpenAI-compatible base URL ending in /v1, as the SDKs' baseURL. */
-  url: z.url({ protocol: /^https?$/ }).refine((u) => /\/v1\/?$/.test(new URL(u).pathname), {
+  // z.url() reports a malformed URL itself; the refinement runs anyway, so it must not throw on one.
+  url: z.url({ protocol: /^https?$/ }).refine((u) => !URL.canParse(u) || /\/v1\/?$/.test(new URL(u).pathname), {
     message: 'must be a base URL ending in /v1',
   }),
   name: z.string().min(1).optional(),
