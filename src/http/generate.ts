@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
-import { parseRequest, type RequestKind } from '../openai/request.ts';
+import { parseRequest } from '../openai/request.ts';
 import { Generation, type GenerationOrigin, type UnaryResponder } from '../generation/generation.ts';
 import type { GatewayContext } from '../generation/context.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { readBody } from './body.ts';
+import { watchClientGone } from './client-gone.ts';
 import { sendJsonError } from './send-error.ts';
 import { Http1SseWriter } from './sse-writer-h1.ts';
 import { Http2SseWriter } from './sse-writer-h2.ts';
@@ -13,27 +14,19 @@ import type { HttpRequest, HttpResponse } from './http-types.ts';
 /**
  * POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings over HTTP/1.1 or HTTP/2: the HTTP
  * adapter of a generation (src/generation/generation.ts). It reads and validates the body, picks the SSE writer of
- * the request's HTTP version or answers JSON, and tells the generation when the client goes away.
+ * the request's HTTP version or answers JSON, and tells the generation when the client goes away (client-gone.ts).
  */
 export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, origin: GenerationOrigin): Promise<void> {
-  // HTTP/1.1: the client's FIN is seen in the read that brings it, while the response's 'close' waits for the end of
-  // the event loop's poll phase, after every other ready read (a burst of hundreds of chunks under load). Node's
-  // server treats a FIN as the end of the request anyway (httpAllowHalfOpen is off), so abort at the FIN.
-  const socket = res instanceof Http2ServerResponse ? null : res.socket;
-  const cancel = (): void => gen.cancel();
-  const gen = new Generation(ctx, origin, () => {
-    socket?.off('end', cancel);
-    res.off('close', cancel);
-  });
+  // Watched from the start: a client that leaves while its body is read or its request waits its turn aborts too.
+  const gen: Generation = new Generation(ctx, origin, () => unwatch());
+  const unwatch = watchClientGone(req, res, () => gen.cancel());
   let parsed;
   try {
-    parsed = parseRequest(origin.kind as RequestKind, await readBody(req, ctx.config.limits.max_body_bytes));
+    parsed = parseRequest(origin.kind, await readBody(req, ctx.config.limits.max_body_bytes));
   } catch (err) {
     sendJsonError(res, gen.reject(err));
     return;
   }
-  res.once('close', cancel);
-  socket?.once('end', cancel);
   if (Generation.streams(parsed)) await gen.stream(parsed, sseWriter(res));
   else await gen.unary(parsed, jsonResponder(res));
 }
