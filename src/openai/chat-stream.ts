@@ -56,7 +56,7 @@ export class ChatStream implements StreamProtocol {
       return 'end';
     }
     if (!isJsonObject(data)) {
-      return upstreamFailure({ kind: 'bad_response', message: `upstream sent a stream event that is not a JSON object: ${JSON.stringify(data.slice(0, 80))}` });
+      return upstreamFailure({ kind: 'bad_response', message: 'upstream sent a stream event whose data is not a JSON object' });
     }
     const n = this.#normalizer;
     if (n === undefined) return this.#chunk(data, w);
