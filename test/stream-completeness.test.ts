@@ -59,10 +59,11 @@ test('n=2 with one choice finished: truncated; both finished: complete', async (
   assert.ok(text.endsWith(DONE));
 });
 
-test("old vLLM's {\"object\":\"error\"} frame (also with Python's spacing) is an error, and the [DONE] after it is not relayed", async (t) => {
+test("old vLLM's {\"object\":\"error\"} frame (with Python's spacing, or behind an id) is an error, and the [DONE] after it is not relayed", async (t) => {
   for (const frame of [
     'data: {"object":"error","message":"The engine died","type":"BadRequestError","param":null,"code":400}\n\n',
     'data: {"object": "error", "message": "The engine died", "type": "BadRequestError", "param": null, "code": 400}\n\n',
+    'data: {"id":"c","object":"error","message":"The engine died","type":"BadRequestError","param":null,"code":400}\n\n',
   ]) {
     const g = await through(t, chunk('Hel') + frame + DONE);
     const { text, error } = await streamOf(g);

@@ -98,21 +98,27 @@ export function parseInBandError(data: string): OpenAIErrorObject | null {
   if (data.charCodeAt(0) !== 0x7b /* { */) return null;
   let p = 1;
   while (data.charCodeAt(p) === 0x20) p++;
-  if (data.startsWith('"error"', p)) return parseError(data);
-  if (!data.startsWith('"object"', p)) return null;
-  p += 8;
-  while (data.charCodeAt(p) === 0x20 || data.charCodeAt(p) === 0x3a /* : */) p++;
-  return data.startsWith('"error"', p) ? parseError(data) : null;
+  if (data.startsWith('"error"', p)) return parseError(data, true);
+  if (data.startsWith('"object"', p)) {
+    p += 8;
+    while (data.charCodeAt(p) === 0x20 || data.charCodeAt(p) === 0x3a /* : */) p++;
+    if (data.startsWith('"error"', p)) return parseError(data, true);
+  }
+  // The same objects with other keys first (an `id` before `"object":"error"`): rare, so a substring check before
+  // any parse. Inside JSON strings quotes are escaped, so `"error"` is a key or a whole value.
+  return data.includes('"error"') ? parseError(data, false) : null;
 }
 
-function parseError(data: string): OpenAIErrorObject | null {
+function parseError(data: string, known: boolean): OpenAIErrorObject | null {
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);
   } catch {
     return null;
   }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null;
   const o = parsed as Record<string, unknown>;
+  if (!known && !(o['object'] === 'error' || (o['error'] !== null && typeof o['error'] === 'object') || typeof o['error'] === 'string')) return null;
   const inner = o['error'];
   const status =
     inner !== null && typeof inner === 'object' && typeof (inner as Record<string, unknown>)['code'] === 'number'

@@ -2,12 +2,14 @@
  * Recognizes an upstream read that can be forwarded byte for byte: whole `data: {"id":…}\n\n` events only (the
  * frames vLLM and OpenAI write), none of them carrying usage or an error and none being `[DONE]`. For such a read
  * the relay skips decoding, parsing and re-encoding (STYLE.md: find event boundaries in bytes, parse only what must
- * be read or rewritten). Anything else — a split event, CR line ends, another field, a usage chunk — returns -1 and
+ * be read or rewritten). Anything else — a split event, CR line ends, another field, a usage chunk, a key or value
+ * `"error"` — returns -1 and
  * takes the full parser. Pure: no I/O.
  */
 
 const PREFIX = Buffer.from('data: {"id":"');
 const USAGE = Buffer.from('"usage"');
+const ERROR = Buffer.from('"error"');
 const FINISH = Buffer.from('"finish_reason":');
 const LF = 0x0a;
 const CR = 0x0d;
@@ -42,6 +44,8 @@ export function passThroughFinishes(buf: Buffer): number {
       if (c === QUOTE) {
         const next = buf[p + 1];
         if (next === 0x75 /* u */ && holds(buf, p, USAGE)) return -1;
+        // An error object behind an `id` (`{"id":…,"object":"error"}`): the parser's in-band check must see it.
+        if (next === 0x65 /* e */ && holds(buf, p, ERROR)) return -1;
         if (next === 0x66 /* f */ && holds(buf, p, FINISH)) {
           p += FINISH.length;
           if (buf[p] === SPACE) p++;
