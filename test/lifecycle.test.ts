@@ -35,3 +35,17 @@ test('/health is always up; /ready reports upstreams without secrets', async (t)
   assert.equal(ready.status, 'ready');
   assert.deepEqual(ready.upstreams, [{ name: 'gpu1', healthy: true, models: ['sluice-sim'] }]);
 });
+
+test('/ready with client keys: health for anyone, models and errors only with a valid key', async (t) => {
+  const s = await sim(t);
+  const g = await startGateway({ port: 0, upstreams: [{ url: s.url, name: 'gpu1' }], api_keys: ['sk-team-0123456789'], logger: () => {} });
+  t.after(() => g.close());
+  const base = g.url.replace(/\/v1$/, '');
+  for (const auth of [undefined, 'Bearer wrong-key-000000']) {
+    const res = await fetch(`${base}/ready`, auth ? { headers: { authorization: auth } } : {});
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { status: 'ready', upstreams: [{ name: 'gpu1', healthy: true }] }, `no model list (${auth ?? 'no key'})`);
+  }
+  const full = (await (await fetch(`${base}/ready`, { headers: { authorization: 'Bearer sk-team-0123456789' } })).json()) as { upstreams: Array<{ models: string[] }> };
+  assert.deepEqual(full.upstreams[0]?.models, ['sluice-sim']);
+});

@@ -49,7 +49,12 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
 
   if (path === '/health') return json(res, 200, { status: 'ok' });
   if (path === '/ready') {
-    const upstreams = ctx.registry.upstreams.map((u) => ({ name: u.name, healthy: u.healthy, models: [...u.models], ...(u.lastError ? { error: u.lastError } : {}) }));
+    // With client keys configured, an unauthenticated probe (a load balancer's) sees health, not the models that
+    // /v1/models protects nor the upstreams' errors; a valid key sees everything.
+    const full = !ctx.keys.enabled || ctx.keys.check(req.headers.authorization);
+    const upstreams = ctx.registry.upstreams.map((u) =>
+      full ? { name: u.name, healthy: u.healthy, models: [...u.models], ...(u.lastError ? { error: u.lastError } : {}) } : { name: u.name, healthy: u.healthy },
+    );
     return json(res, ctx.registry.anyHealthy ? 200 : 503, { status: ctx.registry.anyHealthy ? 'ready' : 'unavailable', upstreams });
   }
 
