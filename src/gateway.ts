@@ -11,6 +11,7 @@ import { createListener, type Listener } from './http/listener.ts';
 import { WebSocketHub } from './ws/hub.ts';
 import type { GatewayContext } from './generation/context.ts';
 import { SluiceError } from './errors.ts';
+import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -74,6 +75,7 @@ export async function startGatewayWithConfig(
     log: hooks.logger ?? jsonLineLogger,
     version: VERSION,
     generations: new Set(),
+    metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
   };
   const hub = new WebSocketHub(ctx);
   let listener: Listener;

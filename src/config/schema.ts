@@ -95,6 +95,12 @@ export const configSchema = z.strictObject({
   reasoning_field: z.enum(REASONING_FIELDS).default('reasoning_content'),
   /** On SIGTERM, in-flight streams get this long to finish before they are ended with an error frame. */
   drain_timeout_ms: ms(30_000),
+  /** Prometheus metrics on GET /metrics (docs/metrics.md). */
+  metrics: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       /** One JSON line per request on stdout. */

@@ -3,6 +3,7 @@ import type { Registry } from '../upstream/registry.ts';
 import type { Ticker } from '../relay/ticker.ts';
 import type { KeyChecker } from '../auth/key-checker.ts';
 import type { RequestLogger } from './request-log.ts';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 
 /** What every generation and transport adapter of one gateway shares. */
@@ -15,4 +16,6 @@ export interface GatewayContext {
   version: string;
   /** Generations in flight (streamed or not), for draining on shutdown. */
   generations: Set<Generation>;
+  /** Prometheus metrics; undefined when `metrics.enabled` is false. */
+  metrics: GatewayMetrics | undefined;
 }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { SluiceError } from '../errors.ts';
 import { upstreamFailure } from '../openai/upstream-failure.ts';
+import type { FailoverReason } from '../metrics/gateway-metrics.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { dispatchRequest, type UpstreamResponse } from '../upstream/upstream-body.ts';
 
@@ -12,6 +13,8 @@ export interface ForwardRequest {
   signal: AbortSignal;
   /** Largest error body read from an upstream. */
   maxErrorBytes: number;
+  /** Called when a failed attempt moves the request on to another replica. */
+  onFailover?: ((reason: FailoverReason) => void) | undefined;
 }
 
 export interface Forwarded {
@@ -52,8 +55,10 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
   let last: SluiceError | undefined;
   let connectFailures = 0;
   let connectTimeouts = 0;
-  for (const upstream of replicas) {
+  for (let i = 0; i < replicas.length; i++) {
+    const upstream = replicas[i] as Upstream;
     if (req.signal.aborted) break;
+    const failover = i < replicas.length - 1 ? req.onFailover : undefined;
     upstream.inFlight++;
     let released = false;
     const release = (): void => {
@@ -76,7 +81,9 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       upstream.markFailed((err as Error).message);
       last = upstreamFailure({ kind: 'connect', upstream: upstream.name, cause: err });
       connectFailures++;
-      if (last.code === 'SLUICE_UPSTREAM_CONNECT_TIMEOUT') connectTimeouts++;
+      const timedOut = last.code === 'SLUICE_UPSTREAM_CONNECT_TIMEOUT';
+      if (timedOut) connectTimeouts++;
+      failover?.(timedOut ? 'connect_timeout' : 'connect_error');
       continue;
     }
     const status = response.statusCode;
@@ -86,6 +93,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       if (status >= 500) upstream.markFailed(`HTTP ${status}`);
       const retryAfter = response.headers['retry-after'];
       last = upstreamFailure({ kind: 'status', status, body: text, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined });
+      failover?.(status === 429 ? 'status_429' : 'status_5xx');
       continue;
     }
     return { upstream, response, release };

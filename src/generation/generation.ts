@@ -11,6 +11,7 @@ import { attachStreamAnswer, MAX_ERROR_BYTES, readUnaryAnswer, type UnaryAnswer 
 import type { GatewayContext } from './context.ts';
 import { forward, type Forwarded } from './forward.ts';
 import type { RequestLogEntry } from './request-log.ts';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 
 const UPSTREAM_PATHS: Record<RequestKind, string> = {
   chat: '/chat/completions',
@@ -61,6 +62,13 @@ export class Generation {
   /** A non-streamed generation's upstream request. */
   #unary: AbortController | undefined;
   #cancelled = false;
+  /** The model as a metrics label: set once admitted (a name the registry serves), so it is bounded. */
+  #model = '';
+  /** When the whole request had arrived (its body read); the start of the gateway's own overhead. */
+  #receivedPerf: number | undefined;
+  /** When the upstream request left. */
+  #dispatchPerf: number | undefined;
+  #relayResult: RelayResult | undefined;
   /** A non-streamed answer was handed to the transport: a close from here on is its end, not a cancel. */
   #answered = false;
   #logged = false;
@@ -72,6 +80,11 @@ export class Generation {
     this.#kind = origin.kind;
     this.#startedPerf = origin.startedPerf;
     this.log = newLogEntry(origin);
+  }
+
+  /** The transport has read the whole request: what follows until the upstream request leaves is the gateway's own. */
+  received(): void {
+    this.#receivedPerf = performance.now();
   }
 
   /** Whether the request asks for a stream (embeddings never stream). */
@@ -120,13 +133,15 @@ export class Generation {
       maxEventBytes: ctx.config.limits.max_event_bytes,
       onFinish: (r) => {
         forwarded?.release();
+        ctx.metrics?.streamEnded(this.#model);
         this.#finishStream(r, writer.opened);
       },
     });
     this.#relay = relay;
     ctx.generations.add(this);
+    ctx.metrics?.streamStarted(this.#model);
     try {
-      forwarded = await forward(routed.replicas, { path: UPSTREAM_PATHS[this.#kind], body: routed.body, headers: routed.headers, signal: relay.signal, maxErrorBytes: MAX_ERROR_BYTES });
+      forwarded = await this.#forward(routed, relay.signal);
     } catch (err) {
       relay.fail(toSluiceError(err), 'upstream_error');
       return;
@@ -166,7 +181,7 @@ export class Generation {
     let forwarded: Forwarded | undefined;
     const log = this.log;
     try {
-      forwarded = await forward(routed.replicas, { path: UPSTREAM_PATHS[this.#kind], body: routed.body, headers: routed.headers, signal: controller.signal, maxErrorBytes: MAX_ERROR_BYTES });
+      forwarded = await this.#forward(routed, controller.signal);
       log.upstream = forwarded.upstream.name;
       const answer = await readUnaryAnswer(forwarded, ctx.config.limits.max_response_bytes);
       const usage = readUsage(answer.body);
@@ -204,6 +219,19 @@ export class Generation {
     this.#unary?.abort(err);
   }
 
+  #forward(routed: Routed, signal: AbortSignal): Promise<Forwarded> {
+    const metrics = this.#ctx.metrics;
+    this.#dispatchPerf = performance.now();
+    return forward(routed.replicas, {
+      path: UPSTREAM_PATHS[this.#kind],
+      body: routed.body,
+      headers: routed.headers,
+      signal,
+      maxErrorBytes: MAX_ERROR_BYTES,
+      onFailover: metrics === undefined ? undefined : (reason) => metrics.failover(reason),
+    });
+  }
+
   /**
    * Admission, then routing: the replicas serving the model, best first, with the body and headers to send them.
    * Keys and limits go here (they may need the state store, hence async). Throws the client's SluiceError.
@@ -220,6 +248,7 @@ export class Generation {
         ? new SluiceError('SLUICE_NO_HEALTHY_UPSTREAM', 'No upstream has answered model discovery yet; no model is available.')
         : new SluiceError('SLUICE_MODEL_NOT_FOUND', `The model '${parsed.model}' does not exist. Available models: ${known.join(', ') || '(none)'}.`, { param: 'model', wireCode: 'model_not_found' });
     }
+    this.#model = parsed.model;
     return {
       replicas,
       body: upstreamBody(parsed, registry.resolve(parsed.model)),
@@ -228,14 +257,41 @@ export class Generation {
   }
 
   #finishStream(r: RelayResult, opened: boolean): void {
+    this.#relayResult = r;
     const log = this.log;
     log.outcome = r.outcome;
     log.error_code = r.error?.code;
     log.status = opened ? 200 : (r.error?.status ?? 200);
-    log.ttft_ms = r.ttftMs === undefined ? undefined : round(r.ttftMs);
+    // From the request's arrival at the gateway, as the metric is.
+    log.ttft_ms = r.firstEventAt === undefined ? undefined : round(r.firstEventAt - this.#startedPerf);
     log.tokens_in = r.usage?.promptTokens;
     log.tokens_out = r.usage?.completionTokens;
     this.#end();
+  }
+
+  /** The generation's contribution to the metrics: the log line's figures, in seconds. */
+  #record(metrics: GatewayMetrics, now: number): void {
+    const log = this.log;
+    const r = this.#relayResult;
+    const completed = log.outcome === 'completed';
+    const tokens = log.tokens_out;
+    const first = r?.firstEventAt;
+    const last = r?.lastEventAt;
+    const from = this.#receivedPerf ?? this.#startedPerf;
+    metrics.record({
+      endpoint: log.path,
+      operation: OPERATIONS[this.#kind],
+      model: this.#model,
+      upstream: log.upstream ?? '',
+      outcome: log.outcome,
+      durationSeconds: (now - this.#startedPerf) / 1000,
+      ttftSeconds: completed && first !== undefined ? (first - this.#startedPerf) / 1000 : undefined,
+      tpotSeconds: completed && first !== undefined && last !== undefined && tokens !== undefined && tokens >= 2 ? (last - first) / 1000 / (tokens - 1) : undefined,
+      promptTokens: log.tokens_in,
+      completionTokens: tokens,
+      overheadSeconds: this.#dispatchPerf === undefined ? undefined : (this.#dispatchPerf - from) / 1000,
+      heartbeats: r?.heartbeats ?? 0,
+    });
   }
 
   /** Writes the log line, once. */
@@ -245,7 +301,9 @@ export class Generation {
     const ctx = this.#ctx;
     ctx.generations.delete(this);
     const log = this.log;
-    log.duration_ms = round(performance.now() - this.#startedPerf);
+    const now = performance.now();
+    log.duration_ms = round(now - this.#startedPerf);
+    if (ctx.metrics) this.#record(ctx.metrics, now);
     if (ctx.config.log.requests) {
       log.ts = new Date(performance.timeOrigin + this.#startedPerf).toISOString();
       ctx.log(log);
@@ -253,6 +311,8 @@ export class Generation {
     this.#onEnd?.();
   }
 }
+
+const OPERATIONS: Record<RequestKind, string> = { chat: 'chat', responses: 'chat', completion: 'text_completion', embeddings: 'embeddings' };
 
 function unaryOutcome(e: SluiceError): string {
   if (e.code === 'SLUICE_CLIENT_ABORTED') return 'client_aborted';

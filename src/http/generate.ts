@@ -22,7 +22,9 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
   const unwatch = watchClientGone(req, res, () => gen.cancel());
   let parsed;
   try {
-    parsed = parseRequest(origin.kind, await readBody(req, ctx.config.limits.max_body_bytes));
+    const body = await readBody(req, ctx.config.limits.max_body_bytes);
+    gen.received();
+    parsed = parseRequest(origin.kind, body);
   } catch (err) {
     sendJsonError(res, gen.reject(err));
     return;

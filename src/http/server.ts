@@ -58,14 +58,17 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
     return json(res, ctx.registry.anyHealthy ? 200 : 503, { status: ctx.registry.anyHealthy ? 'ready' : 'unavailable', upstreams });
   }
 
-  if (path.startsWith('/v1/') && !ctx.keys.check(req.headers.authorization)) {
-    req.resume();
-    return sendJsonError(
-      res,
-      new SluiceError('SLUICE_UNAUTHORIZED', req.headers.authorization ? 'Incorrect API key provided.' : "Missing API key: send 'Authorization: Bearer <key>'.", { wireCode: 'invalid_api_key' }),
-      { 'www-authenticate': 'Bearer' },
-    );
+  if (path === '/metrics' && ctx.metrics) {
+    // Behind the client keys when there are any: the figures name models and upstreams (docs/metrics.md).
+    if (!ctx.keys.check(req.headers.authorization)) return unauthorized(req, res);
+    if (method !== 'GET') return methodNotAllowed(req, res, 'GET');
+    const text = await ctx.metrics.text();
+    (res as ServerResponse).writeHead(200, { 'content-type': ctx.metrics.contentType, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    return;
   }
+
+  if (path.startsWith('/v1/') && !ctx.keys.check(req.headers.authorization)) return unauthorized(req, res);
 
   if (path === '/v1/models') {
     if (method !== 'GET') return methodNotAllowed(req, res, 'GET');
@@ -79,6 +82,15 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
   }
   req.resume();
   sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));
+}
+
+function unauthorized(req: HttpRequest, res: HttpResponse): void {
+  req.resume();
+  sendJsonError(
+    res,
+    new SluiceError('SLUICE_UNAUTHORIZED', req.headers.authorization ? 'Incorrect API key provided.' : "Missing API key: send 'Authorization: Bearer <key>'.", { wireCode: 'invalid_api_key' }),
+    { 'www-authenticate': 'Bearer' },
+  );
 }
 
 function methodNotAllowed(req: HttpRequest, res: HttpResponse, allow: string): void {

@@ -39,9 +39,11 @@ export interface RelayResult {
   outcome: Outcome;
   error: SluiceError | undefined;
   usage: TokenUsage | undefined;
-  /** ms from the relay's start to the first upstream event; undefined when none came. */
-  ttftMs: number | undefined;
-  durationMs: number;
+  /** `performance.now()` at the first and the last upstream read that carried events; undefined when none came. */
+  firstEventAt: number | undefined;
+  lastEventAt: number | undefined;
+  /** Heartbeats written. */
+  heartbeats: number;
 }
 
 /**
@@ -75,13 +77,14 @@ export class StreamRelay implements Tickable {
   /** Created on the first read that needs it (reads passed through byte for byte never do). */
   #parser: SseParser | undefined;
   readonly #startedAt: number;
-  readonly #startedPerf = performance.now();
   #body: UpstreamSource | undefined;
   /** Reads may be offered to the protocol's byte pass-through (decided per attached upstream). */
   #rawOk = false;
   #lastWriteAt: number;
   #lastReadAt = 0;
   #firstEventPerf: number | undefined;
+  #lastEventPerf: number | undefined;
+  #heartbeats = 0;
 
   constructor(options: RelayOptions) {
     this.#o = options;
@@ -158,6 +161,7 @@ export class StreamRelay implements Tickable {
       // Commits the stream if the upstream has not answered yet: from here on, failures become error events.
       o.writer.open();
       o.writer.heartbeat();
+      this.#heartbeats++;
       this.#flush();
     }
   }
@@ -168,12 +172,14 @@ export class StreamRelay implements Tickable {
 
   #firstEvent(): void {
     this.#phase = 'streaming';
-    this.#firstEventPerf = performance.now();
+    this.#firstEventPerf = this.#lastEventPerf;
   }
 
   #onData(chunk: Buffer): void {
     if (this.#phase === 'ended') return;
     this.#lastReadAt = this.#o.ticker.now;
+    // The precise clock once per read (not per event) for time per output token; the coarse one above for timeouts.
+    this.#lastEventPerf = performance.now();
     const w = this.#o.writer;
     // Fast path: a read of whole plain events, with nothing to meter, strip or rewrite, goes out as it came.
     let parser = this.#parser;
@@ -258,8 +264,9 @@ export class StreamRelay implements Tickable {
       outcome,
       error,
       usage: this.#protocol.usage,
-      ttftMs: this.#firstEventPerf === undefined ? undefined : this.#firstEventPerf - this.#startedPerf,
-      durationMs: performance.now() - this.#startedPerf,
+      firstEventAt: this.#firstEventPerf,
+      lastEventAt: this.#firstEventPerf === undefined ? undefined : this.#lastEventPerf,
+      heartbeats: this.#heartbeats,
     });
   }
 }

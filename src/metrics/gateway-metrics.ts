@@ -1,0 +1,151 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Upstream } from '../upstream/upstream.ts';
+
+/**
+ * Bucket boundaries (seconds) of OpenTelemetry's GenAI server histograms (semantic conventions, "Generative AI model
+ * server metrics"), so dashboards built for those conventions read Sluice's figures as they are.
+ */
+const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+const TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5];
+const DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92];
+/** The gateway's own time before the upstream request leaves: sub-millisecond when all is well. */
+const OVERHEAD_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** What one finished generation contributes, handed over once at its end (never per chunk). */
+export interface GenerationRecord {
+  /** The endpoint's path, e.g. `/v1/chat/completions` (a fixed set). */
+  endpoint: string;
+  /** OpenTelemetry's `gen_ai.operation.name`: `chat`, `text_completion` or `embeddings`. */
+  operation: string;
+  /** The model as routed (a name some upstream or alias serves), or '' when the request was refused before routing. */
+  model: string;
+  /** The upstream's configured name, or '' when none answered. */
+  upstream: string;
+  outcome: string;
+  durationSeconds: number;
+  /** From the request's arrival to the first token; only for completed streams. */
+  ttftSeconds: number | undefined;
+  /** (last token − first token) / (completion tokens − 1); only for completed streams with two tokens or more. */
+  tpotSeconds: number | undefined;
+  promptTokens: number | undefined;
+  completionTokens: number | undefined;
+  /** Time the gateway spent between the whole request and the upstream request leaving (parse, auth, route). */
+  overheadSeconds: number | undefined;
+  heartbeats: number;
+}
+
+/** Why a request moved on to another replica before its first byte. */
+export type FailoverReason = 'connect_error' | 'connect_timeout' | 'status_5xx' | 'status_429';
+
+/**
+ * The gateway's Prometheus metrics (docs/metrics.md), on a registry of its own so that two gateways in one process
+ * (tests, embedding) do not mix figures. Labels are bounded: endpoints are a fixed set, models and upstreams come from
+ * the configuration and discovery, outcomes and reasons are enums; nothing a client sends becomes a label unchecked.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'endpoint' | 'model' | 'upstream' | 'outcome'>;
+  readonly #ttft: Histogram<'gen_ai_operation_name' | 'gen_ai_request_model'>;
+  readonly #tpot: Histogram<'gen_ai_operation_name' | 'gen_ai_request_model'>;
+  readonly #duration: Histogram<'gen_ai_operation_name' | 'gen_ai_request_model'>;
+  readonly #tokens: Counter<'model' | 'type'>;
+  readonly #inFlight: Gauge<'model'>;
+  readonly #failovers: Counter<'reason'>;
+  readonly #heartbeats: Counter;
+  readonly #overhead: Histogram;
+
+  constructor(upstreams: readonly Upstream[]) {
+    const registers = [this.registry];
+    this.#requests = new Counter({
+      name: 'sluice_requests_total',
+      help: 'Generation requests by endpoint, model, upstream and outcome (the log line\'s outcome).',
+      labelNames: ['endpoint', 'model', 'upstream', 'outcome'],
+      registers,
+    });
+    const genAi = ['gen_ai_operation_name', 'gen_ai_request_model'] as const;
+    this.#ttft = new Histogram({
+      name: 'gen_ai_server_time_to_first_token_seconds',
+      help: 'Time from the request\'s arrival at Sluice to the first token, for completed streams.',
+      labelNames: genAi,
+      buckets: TTFT_BUCKETS,
+      registers,
+    });
+    this.#tpot = new Histogram({
+      name: 'gen_ai_server_time_per_output_token_seconds',
+      help: 'Per request: (last token - first token) / (completion tokens - 1), for completed streams.',
+      labelNames: genAi,
+      buckets: TPOT_BUCKETS,
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'gen_ai_server_request_duration_seconds',
+      help: 'Time from the request\'s arrival to its end, any outcome.',
+      labelNames: genAi,
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.#tokens = new Counter({ name: 'sluice_tokens_total', help: 'Tokens metered, by model and type (prompt or completion).', labelNames: ['model', 'type'], registers });
+    this.#inFlight = new Gauge({ name: 'sluice_streams_in_flight', help: 'Streams open right now, by model.', labelNames: ['model'], registers });
+    new Gauge({
+      name: 'sluice_upstream_up',
+      help: '1 when the upstream is healthy (answering, not cooling down after a failure), else 0.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const u of upstreams) this.set({ upstream: u.name }, u.healthy ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'sluice_upstream_in_flight',
+      help: 'Requests in flight to the upstream right now.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const u of upstreams) this.set({ upstream: u.name }, u.inFlight);
+      },
+    });
+    this.#failovers = new Counter({ name: 'sluice_failovers_total', help: 'Requests moved to another replica before their first byte, by reason.', labelNames: ['reason'], registers });
+    this.#heartbeats = new Counter({ name: 'sluice_heartbeats_total', help: 'SSE heartbeats (`: keep-alive`) written.', registers });
+    this.#overhead = new Histogram({
+      name: 'sluice_overhead_seconds',
+      help: 'Time Sluice spent between the whole request and the upstream request leaving (parse, auth, route).',
+      buckets: OVERHEAD_BUCKETS,
+      registers,
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  streamStarted(model: string): void {
+    this.#inFlight.inc({ model });
+  }
+
+  streamEnded(model: string): void {
+    this.#inFlight.dec({ model });
+  }
+
+  failover(reason: FailoverReason): void {
+    this.#failovers.inc({ reason });
+  }
+
+  /** Records a finished generation. */
+  record(r: GenerationRecord): void {
+    this.#requests.inc({ endpoint: r.endpoint, model: r.model, upstream: r.upstream, outcome: r.outcome });
+    const g = { gen_ai_operation_name: r.operation, gen_ai_request_model: r.model };
+    this.#duration.observe(g, r.durationSeconds);
+    if (r.ttftSeconds !== undefined) this.#ttft.observe(g, r.ttftSeconds);
+    if (r.tpotSeconds !== undefined) this.#tpot.observe(g, r.tpotSeconds);
+    if (r.promptTokens) this.#tokens.inc({ model: r.model, type: 'prompt' }, r.promptTokens);
+    if (r.completionTokens) this.#tokens.inc({ model: r.model, type: 'completion' }, r.completionTokens);
+    if (r.overheadSeconds !== undefined) this.#overhead.observe(r.overheadSeconds);
+    if (r.heartbeats > 0) this.#heartbeats.inc(r.heartbeats);
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
