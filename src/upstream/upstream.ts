@@ -73,9 +73,13 @@ export class Upstream {
     return this.dialect === 'auto' ? (this.detected?.dialect ?? 'openai') : this.dialect;
   }
 
-  /** Headers for an upstream request (auth included). */
+  /**
+   * Headers for an upstream request (auth included). Every request asks for `accept-encoding: identity`: engines
+   * answer uncompressed anyway, and a hop in between that compresses would cost the stream its token-by-token
+   * delivery (src/upstream/content-encoding.ts says what happens when one does it regardless).
+   */
   headers(extra: Record<string, string>): Record<string, string> {
-    return this.#authorization ? { ...extra, authorization: this.#authorization } : extra;
+    return this.#authorization ? { ...extra, 'accept-encoding': 'identity', authorization: this.#authorization } : { ...extra, 'accept-encoding': 'identity' };
   }
 
   get healthy(): boolean {
