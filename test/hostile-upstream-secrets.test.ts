@@ -113,6 +113,19 @@ test('an in-band error frame that echoes the request headers does not hand the k
   assert.doesNotMatch(text, /SECRET|Bearer sk-/, text);
 });
 
+// The relay's Responses path (#onResponsesEvent) reads `error` events itself and relays `response.failed` as is.
+test('a Responses stream whose error event echoes the Authorization header does not hand the key to the client', { todo: 'lead: Responses `error` events through inBandError(upstream, …); `response.failed` data through upstream.redact' }, async (t) => {
+  const up = await rawUpstream(t, (req) => {
+    const auth = req.headers['authorization'] ?? '';
+    const events = `event: response.created\ndata: {"type":"response.created","response":{"id":"resp_1","status":"in_progress"}}\n\nevent: error\ndata: ${JSON.stringify({ type: 'error', code: 'bad_header', message: `rejected authorization: ${auth}` })}\n\n`;
+    req.socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: ${Buffer.byteLength(events)}\r\n\r\n${events}`);
+  });
+  const g = await gateway(t, { upstreams: [{ url: up.url, models: ['m'], api_key: KEY }] });
+  const text = await (await post(`${g.url}/responses`, { model: 'm', stream: true, input: 'Hi' })).text();
+  assert.match(text, /error/);
+  assert.doesNotMatch(text, /SECRET|Bearer sk-/, text);
+});
+
 test('an engine that quotes the bare key (no header name, no Bearer) in an error does not hand it to the client', { todo: 'lead: every upstream error message through upstreamAnswerError / inBandError (they call upstream.redact)' }, async (t) => {
   const up = await rawUpstream(t, (req) => {
     const key = (req.headers['authorization'] ?? '').replace(/^Bearer /, '');
