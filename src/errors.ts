@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   SLUICE_UPSTREAM_ERROR: { status: 502, type: 'server_error' },
   SLUICE_UPSTREAM_BAD_RESPONSE: { status: 502, type: 'server_error' },
   SLUICE_UPSTREAM_TRUNCATED: { status: 502, type: 'server_error' },
+  /** The upstream refused the gateway's own credentials (401/403/407): not the client's key, so not a 401. */
+  SLUICE_UPSTREAM_AUTH_FAILED: { status: 502, type: 'server_error' },
   SLUICE_CLIENT_ABORTED: { status: 499, type: 'invalid_request_error' },
   SLUICE_CLIENT_STALLED: { status: 408, type: 'timeout_error' },
   SLUICE_SHUTTING_DOWN: { status: 503, type: 'server_error' },

@@ -3,6 +3,7 @@ import { setFlagsFromString } from 'node:v8';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { startGatewayWithConfig } from '../gateway.ts';
 import { intOption } from './args.ts';
+import { redactUrl } from '../openai/redact.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -81,7 +82,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (gateway.simulator) {
     say(`no upstream configured: using the built-in simulator (generated text, no model) at ${gateway.simulator.url}`);
   } else {
-    for (const u of gateway.config.upstreams) say(`upstream ${u.name ?? new URL(u.url).host}: ${u.url}`);
+    // Never the URL's user:password (issue 12): start-up lines end up in journals and CI logs.
+    for (const u of gateway.config.upstreams) say(`upstream ${u.name ?? new URL(u.url).host}: ${redactUrl(u.url)}${hasUserinfo(u.url) ? ' (credentials from the URL sent as HTTP Basic auth)' : ''}`);
   }
   const models = gateway.models();
   const model = models[0] ?? 'MODEL';
@@ -101,6 +103,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
   say('sluice: shutting down; letting in-flight streams finish');
   await gateway.close();
   return 0;
+}
+
+function hasUserinfo(url: string): boolean {
+  const u = new URL(url);
+  return u.username !== '' || u.password !== '';
 }
 
 function isLoopback(host: string): boolean {

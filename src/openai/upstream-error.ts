@@ -1,3 +1,7 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { SluiceError } from '../errors.ts';
+import { redactSecrets, redactUrl } from './redact.ts';
+
 /**
  * Turns an engine's error body — before headers (HTTP error) or in-band (an error frame) — into OpenAI's error
  * object. Shapes seen: OpenAI/vLLM ≥0.8 `{"error":{message,type,param,code}}`; older vLLM/SGLang
@@ -59,7 +63,11 @@ export function normalizeUpstreamError(body: unknown, status: number): OpenAIErr
       code = typeof o['code'] === 'string' || typeof o['code'] === 'number' ? o['code'] : null;
     }
   }
-  message = (message ?? `upstream answered HTTP ${status}`).slice(0, MAX_MESSAGE);
+  // Engines and proxies echo request headers in errors (issue 12): the gateway's upstream credentials go, whoever
+  // calls this. Before the cut, so that a cut cannot leave half a secret the patterns no longer see.
+  message = redactSecrets(message ?? `upstream answered HTTP ${status}`).slice(0, MAX_MESSAGE);
+  if (param !== null) param = redactSecrets(param);
+  if (typeof code === 'string') code = redactSecrets(code);
   if (type === 'exceed_context_size_error' || CONTEXT_LENGTH.test(message)) {
     // OpenAI's own answer to an over-long prompt; clients and frameworks switch on this code.
     return { message, type: 'invalid_request_error', param, code: 'context_length_exceeded' };
@@ -83,12 +91,30 @@ const ENGINE_FAILURE = /EngineCore encountered an issue|EngineDeadError|engine l
 
 /**
  * The status a client gets for an upstream's error status before headers: TGI answers 422 to validation errors and
- * 424 to failed generations, which OpenAI's clients do not map to an error class; they become 400 and 502.
+ * 424 to failed generations, which OpenAI's clients do not map to an error class; they become 400 and 502. The rest
+ * as `clientStatusFor`.
  */
 export function clientStatus(status: number): number {
-  if (status === 422) return 400;
-  if (status === 424) return 502;
-  return status;
+  return clientStatusFor(status);
+}
+
+/**
+ * The status a client gets for an upstream answer that is an error. A client reads the status as being about its own
+ * request, so statuses that are about the hop between gateway and engine become 502:
+ * - 401, 403, 407: the engine (or a proxy in front of it) refused the *gateway's* credentials; passed on, a client
+ *   would take it for its own key failing (OpenAI's SDKs raise AuthenticationError and stop retrying);
+ * - 1xx, 3xx: interim answers are skipped before this (src/upstream/upstream-body.ts) and redirects are not followed
+ *   (a POST with a prompt and a key is not re-sent to wherever a Location points): either as the final answer is the
+ *   engine misbehaving;
+ * - 2xx: only reaches here for an answer that is an error anyway (`isErrorBody`), without a better status in it;
+ * - TGI's 422 → 400 and 424 → 502 (see `clientStatus`); anything outside 100–599 → 502.
+ * Other 4xx (bad request, unknown model, context too long) and 5xx, 429 included, pass through.
+ */
+export function clientStatusFor(upstreamStatus: number): number {
+  if (upstreamStatus === 422) return 400;
+  if (upstreamStatus === 401 || upstreamStatus === 403 || upstreamStatus === 407 || upstreamStatus === 424) return 502;
+  if (upstreamStatus < 400 || upstreamStatus > 599) return 502;
+  return upstreamStatus;
 }
 
 /** Whether an SSE data payload is an in-band error object rather than a chunk: a byte check of the first key, then
@@ -127,4 +153,115 @@ function parseError(data: string, known: boolean): OpenAIErrorObject | null {
         ? o['code']
         : 500;
   return normalizeUpstreamError(parsed, status);
+}
+
+/**
+ * Whether a body that came with a 2xx is an error object rather than an answer (issue 12: "a 200 whose body is
+ * `{"error":…}`"): `{"error":{…}}` or `{"error":"…"}` (OpenAI, vLLM, TGI, llama.cpp shapes) or old vLLM/SGLang's
+ * `{"object":"error",…}`. A Responses object carries `"error": null` when it succeeded and an `error` object when it
+ * failed: both are answers in that API's own shape (`status` says which), so `"object":"response"` is never one.
+ * Returns the normalized error, or null. Cheap on answers: no parse unless the text contains `"error"`.
+ */
+export function isErrorBody(text: string): OpenAIErrorObject | null {
+  if (!text.includes('"error"')) return null;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null;
+  const o = parsed as Record<string, unknown>;
+  const object = o['object'];
+  const inner = o['error'];
+  const isError = object === 'error' || ((object === undefined || object === 'error') && inner !== undefined && inner !== null && (typeof inner === 'object' || typeof inner === 'string'));
+  if (!isError) return null;
+  const innerCode = inner !== null && typeof inner === 'object' ? (inner as Record<string, unknown>)['code'] : undefined;
+  const status = typeof innerCode === 'number' ? innerCode : typeof o['code'] === 'number' ? o['code'] : 500;
+  return normalizeUpstreamError(parsed, status);
+}
+
+/** The upstream as error messages need it: its name, and a redaction of its secrets that does not show them. */
+export interface UpstreamIdentity {
+  readonly name: string;
+  /** Removes the upstream's credentials (and any credential-looking header value) from text. */
+  redact(text: string): string;
+}
+
+/**
+ * The one error for an upstream's final answer that is not a success, before any byte went to the client: an HTTP
+ * error status, a 1xx or 3xx as final answer, or a 2xx whose body is an error (`isErrorBody`). `text` is the body
+ * read so far (bounded); every message goes through `who.redact`. Codes:
+ * - 401/403/407 → SLUICE_UPSTREAM_AUTH_FAILED (502), naming the config key to check;
+ * - 1xx/3xx → SLUICE_UPSTREAM_BAD_RESPONSE (502), with the redirect target (without userinfo) when there is one;
+ * - anything else → SLUICE_UPSTREAM_ERROR with the engine's message, type and code, status by `clientStatusFor` (for a
+ *   2xx, the in-body code when it is an HTTP error status, 400 for context-length errors, else 502), and a valid
+ *   `retry-after` passed on.
+ */
+export function upstreamAnswerError(who: UpstreamIdentity, status: number, headers: IncomingHttpHeaders, text: string): SluiceError {
+  if (status === 401 || status === 403 || status === 407) {
+    const e = normalizeUpstreamError(text, status);
+    const detail = e.message === `upstream answered HTTP ${status}` ? '' : `: ${who.redact(e.message)}`;
+    const what = status === 407 ? 'a proxy in front of it requires authentication' : 'refused the gateway\'s credentials';
+    return new SluiceError(
+      'SLUICE_UPSTREAM_AUTH_FAILED',
+      `upstream ${who.name} ${what} (HTTP ${status}${detail}); check upstreams[].api_key (or the URL's user:password) in the gateway's config`,
+    );
+  }
+  if (status < 200 || (status >= 300 && status < 400)) {
+    const location = headers['location'];
+    const target = typeof location === 'string' && location !== '' ? ` to ${who.redact(redactUrl(location)).slice(0, 500)}` : '';
+    const why = status < 200 ? `an interim HTTP ${status} as its final answer` : `a redirect (HTTP ${status})${target}; the gateway does not follow upstream redirects: set upstreams[].url to the address that answers`;
+    return new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${who.name} answered ${why}`);
+  }
+  let e: OpenAIErrorObject;
+  let answerStatus: number;
+  if (status < 300) {
+    e = isErrorBody(text) ?? normalizeUpstreamError(text, 502);
+    const inBody = typeof e.code === 'number' ? e.code : undefined;
+    answerStatus = inBody !== undefined && inBody >= 400 && inBody <= 599 ? clientStatusFor(inBody) : e.code === 'context_length_exceeded' ? 400 : 502;
+  } else {
+    e = normalizeUpstreamError(text, status);
+    answerStatus = clientStatusFor(status);
+  }
+  const retryAfter = safeRetryAfter(headers['retry-after']);
+  return new SluiceError('SLUICE_UPSTREAM_ERROR', who.redact(e.message), {
+    status: answerStatus,
+    type: e.type,
+    param: e.param === null ? null : who.redact(e.param),
+    wireCode: e.code === null ? null : who.redact(String(e.code)),
+    ...(retryAfter === undefined ? {} : { headers: { 'retry-after': retryAfter } }),
+  });
+}
+
+/**
+ * The error for an in-band error frame (a stream's `{"error":…}` after headers, or before them): its message
+ * redacted, and a status (used when headers are not sent yet, and on WebSocket messages) from its numeric code by
+ * `clientStatusFor`, 502 without one.
+ */
+export function inBandError(who: UpstreamIdentity, e: OpenAIErrorObject): SluiceError {
+  const status = typeof e.code === 'number' ? clientStatusFor(e.code) : 502;
+  return new SluiceError('SLUICE_UPSTREAM_ERROR', who.redact(e.message), {
+    status,
+    type: e.type,
+    param: e.param === null ? null : who.redact(e.param),
+    wireCode: e.code === null ? null : who.redact(String(e.code)),
+  });
+}
+
+/** An upstream's `retry-after` when it is one (delay-seconds or an HTTP-date, RFC 9110 §10.2.3), else undefined: the
+ * header is relayed to clients, and a hostile upstream could put anything in it. */
+export function safeRetryAfter(value: string | string[] | undefined): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const v = value.trim();
+  if (/^\d{1,9}$/.test(v)) return v;
+  return /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(v) ? v : undefined;
+}
+
+/** An upstream's `content-type` for a relayed non-streamed answer when it is a plain media type (with at most a
+ * charset), else `application/json`: the header is relayed to clients as it is. */
+export function safeContentType(value: string | string[] | undefined): string {
+  if (typeof value !== 'string') return 'application/json';
+  const v = value.trim();
+  return /^[\w.+-]{1,64}\/[\w.+-]{1,128}(\s*;\s*charset="?[\w-]{1,32}"?)?$/i.test(v) ? v : 'application/json';
 }

@@ -1,4 +1,4 @@
-import { readBounded } from './read-bounded.ts';
+import { dispatchRequest } from './upstream-body.ts';
 import type { DialectDetection, Upstream } from './upstream.ts';
 
 /** What model discovery already read from `GET /v1/models`. */
@@ -50,22 +50,21 @@ export async function detectDialect(u: Upstream, models: ModelsAnswer): Promise<
   return { dialect: 'openai', reason: `no engine fingerprint (owned_by "${owner ?? ''}"); relayed as OpenAI` };
 }
 
-/** GET an engine endpoint; its JSON body on 200, else undefined. */
+/** GET an engine endpoint; its JSON body on 200, else undefined. At most 64 KiB and PROBE_TIMEOUT_MS in all. */
 async function getJson(u: Upstream, path: string): Promise<unknown> {
+  const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
   try {
-    const res = await u.pool.request({
-      method: 'GET',
-      path: u.rootPath(path),
-      headers: u.headers({ accept: 'application/json' }),
-      headersTimeout: PROBE_TIMEOUT_MS,
-      bodyTimeout: PROBE_TIMEOUT_MS,
-    });
+    const res = await dispatchRequest(
+      u.pool,
+      { method: 'GET', path: u.rootPath(path), headers: u.headers({ accept: 'application/json' }), headersTimeout: PROBE_TIMEOUT_MS, bodyTimeout: PROBE_TIMEOUT_MS },
+      signal,
+    );
     if (res.statusCode !== 200 || !String(res.headers['content-type'] ?? '').includes('json')) {
-      res.body.on('error', () => {});
       res.body.destroy();
       return undefined;
     }
-    const { text } = await readBounded(res.body, 64 * 1024);
+    const { text, truncated, failure } = await res.body.text(64 * 1024);
+    if (truncated || failure) return undefined;
     return JSON.parse(text) as unknown;
   } catch {
     return undefined;

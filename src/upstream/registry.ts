@@ -1,6 +1,21 @@
 import type { Config } from '../config/schema.ts';
 import { Upstream } from './upstream.ts';
 import { detectDialect } from './detect-dialect.ts';
+import { dispatchRequest } from './upstream-body.ts';
+
+/**
+ * The largest `GET /v1/models` answer discovery reads. A model card is about 100–300 bytes, so 8 MiB is tens of
+ * thousands of models, far past any engine (they serve a handful) or aggregator (hundreds). Without a bound, a broken
+ * or hostile upstream's 200 MB list took the gateway to 856 MiB RSS (issue 12); past it, the request is aborted and
+ * the upstream marked failed.
+ */
+export const MAX_DISCOVERY_BYTES = 8 * 1024 * 1024;
+/**
+ * One discovery request must be over (headers and the whole body) within this. A round waits for every upstream, and
+ * a request naming an unknown model waits for a round (`rediscoverIfStale`): an upstream that trickles its list must
+ * not hold them up. undici's per-read timeouts alone do not bound a body that sends a byte every few seconds.
+ */
+const DISCOVERY_TIMEOUT_MS = 15_000;
 
 /** Where the registry reports what it found (`auto` dialect choices); stderr by default. */
 export type RegistryLog = (line: string) => void;
@@ -63,33 +78,40 @@ export class Registry {
   }
 
   async #discoverOne(u: Upstream): Promise<void> {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new Error(`GET /models did not complete within ${DISCOVERY_TIMEOUT_MS} ms`)), DISCOVERY_TIMEOUT_MS);
+    timer.unref();
     try {
-      const res = await u.pool.request({
-        method: 'GET',
-        path: u.path('/models'),
-        headers: u.headers({ accept: 'application/json' }),
-        headersTimeout: 10_000,
-        bodyTimeout: 10_000,
-      });
-      const text = await res.body.text();
+      const res = await dispatchRequest(
+        u.pool,
+        { method: 'GET', path: u.path('/models'), headers: u.headers({ accept: 'application/json' }), headersTimeout: 10_000, bodyTimeout: 10_000 },
+        deadline.signal,
+      );
+      const body = await res.body.text(MAX_DISCOVERY_BYTES);
+      if (body.truncated) throw new Error(`GET /models answered more than ${MAX_DISCOVERY_BYTES} bytes, the most the gateway reads; the request was aborted`);
+      if (body.failure) throw body.failure;
       if (res.statusCode !== 200) throw new Error(`GET /models answered ${res.statusCode}`);
-      const parsed = JSON.parse(text) as { data?: Array<{ id?: unknown; owned_by?: unknown }> };
+      const parsed = JSON.parse(body.text) as { data?: Array<{ id?: unknown; owned_by?: unknown }> };
+      const data = Array.isArray(parsed.data) ? parsed.data : [];
       if (!u.staticModels) {
         const next = new Set<string>();
-        for (const m of parsed.data ?? []) if (typeof m.id === 'string') next.add(m.id);
+        for (const m of data) if (typeof m?.id === 'string') next.add(m.id);
         u.models = next;
       }
-      for (const m of parsed.data ?? []) {
-        if (typeof m.id === 'string') u.owners.set(m.id, typeof m.owned_by === 'string' ? m.owned_by : u.name);
+      for (const m of data) {
+        if (typeof m?.id === 'string') u.owners.set(m.id, typeof m.owned_by === 'string' ? m.owned_by : u.name);
       }
       u.markHealthy();
       if (u.dialect === 'auto' && u.detected === undefined) {
         const server = res.headers['server'];
         u.detected = await detectDialect(u, { server: typeof server === 'string' ? server : undefined, body: parsed });
-        this.#log(`sluice: upstream ${u.name} speaks ${u.detected.dialect} (dialect auto: ${u.detected.reason})`);
+        this.#log(`sluice: upstream ${u.name} speaks ${u.detected.dialect} (dialect auto: ${u.redact(u.detected.reason)})`);
       }
     } catch (err) {
+      // markFailed redacts: V8's JSON.parse message quotes the text, which may be an echo of the request headers.
       u.markFailed(`model discovery failed: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

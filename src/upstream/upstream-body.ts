@@ -1,6 +1,23 @@
 import type { Dispatcher, Pool } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Transform } from 'node:stream';
 import type { UpstreamSource, UpstreamSink } from '../relay/upstream-source.ts';
+import { SluiceError } from '../errors.ts';
+import { contentCoding, createDecoder, type ContentCoding } from './content-encoding.ts';
+
+/** A whole upstream body read as text by `UpstreamBody.text`. */
+export interface BodyText {
+  /** What arrived (decoded), at most `max` bytes of it. */
+  text: string;
+  /** The body (decoded) was longer than `max`: the rest was discarded and the request aborted. */
+  truncated: boolean;
+  /**
+   * Set when the answer is not whole, so `text` must not pass for the upstream's answer: the connection broke before
+   * its end (a Content-Length body cut by RST or FIN, a chunked body without its last chunk:
+   * SLUICE_UPSTREAM_TRUNCATED), or its content coding could not be decoded (SLUICE_UPSTREAM_BAD_RESPONSE).
+   */
+  failure: SluiceError | undefined;
+}
 
 /**
  * An upstream response body delivered straight from undici's dispatch callbacks, without a Node Readable in between:
@@ -14,10 +31,16 @@ export class UpstreamBody implements UpstreamSource {
   #state: 'open' | 'ended' | 'failed' | 'destroyed' = 'open';
   #error: Error | undefined;
   #onSettled: (() => void) | undefined;
+  #coding: ContentCoding | { unsupported: string } = 'identity';
 
   /** @internal called by the dispatch handler. */
   start(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
+  }
+
+  /** @internal called by the dispatch handler with the final answer's headers. */
+  head(headers: IncomingHttpHeaders): void {
+    this.#coding = contentCoding(headers);
   }
 
   /** @internal */
@@ -44,7 +67,23 @@ export class UpstreamBody implements UpstreamSource {
     this.#onSettled?.();
   }
 
+  /**
+   * Streams the body's bytes as they arrive. A body with a content coding is refused (the sink gets an error and the
+   * request is aborted): compressed bytes must never reach a client as if they were a stream (see the policy in
+   * src/upstream/content-encoding.ts; `streamEncodingError` gives callers the clearer error before they attach).
+   */
   consume(sink: UpstreamSink): void {
+    const coding = this.#coding;
+    if (coding !== 'identity') {
+      this.destroy();
+      const name = typeof coding === 'string' ? coding : coding.unsupported;
+      sink.error(new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream stream has Content-Encoding: ${name}; the gateway asked for identity and does not decode streams`));
+      return;
+    }
+    this.#consume(sink);
+  }
+
+  #consume(sink: UpstreamSink): void {
     this.#sink = sink;
     const early = this.#early;
     this.#early = [];
@@ -83,29 +122,102 @@ export class UpstreamBody implements UpstreamSource {
     this.#onSettled = () => clearTimeout(timer);
   }
 
-  /** Reads the whole body as text, at most `max` bytes (the rest is discarded and the request aborted). */
-  text(max: number): Promise<{ text: string; truncated: boolean }> {
+  /**
+   * Reads the whole body as text, decoded when the upstream sent a content coding anyway, at most `max` bytes of it
+   * (the rest is discarded and the request aborted). Never rejects: an error body that broke off is still worth
+   * quoting. A caller that relays the text as the upstream's answer must check `failure` (or use `wholeText`).
+   */
+  text(max: number): Promise<BodyText> {
     return new Promise((resolve) => {
       const parts: Buffer[] = [];
       let size = 0;
-      const finish = (truncated: boolean): void => resolve({ text: Buffer.concat(parts, size).toString('utf8'), truncated });
-      this.consume({
+      let received = 0;
+      let settled = false;
+      let decoder: Transform | undefined;
+      const finish = (truncated: boolean, failure: SluiceError | undefined): void => {
+        if (settled) return;
+        settled = true;
+        decoder?.destroy();
+        resolve({ text: Buffer.concat(parts, size).toString('utf8'), truncated, failure });
+      };
+      const collect = (chunk: Buffer): void => {
+        if (settled) return;
+        if (size + chunk.length > max) {
+          parts.push(chunk.subarray(0, max - size));
+          size = max;
+          this.destroy();
+          finish(true, undefined);
+          return;
+        }
+        parts.push(chunk);
+        size += chunk.length;
+      };
+      const coding = this.#coding;
+      if (typeof coding !== 'string') {
+        this.destroy();
+        finish(false, new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `answer has Content-Encoding: ${coding.unsupported}, which the gateway cannot decode (it asks for identity)`));
+        return;
+      }
+      this.#consume({
         data: (chunk) => {
-          if (size + chunk.length > max) {
-            parts.push(chunk.subarray(0, max - size));
-            size = max;
+          received += chunk.length;
+          if (coding === 'identity') return collect(chunk);
+          if (received > max) {
+            // Compressed input alone past the limit: its output would be too.
             this.destroy();
-            finish(true);
+            finish(true, undefined);
             return;
           }
-          parts.push(chunk);
-          size += chunk.length;
+          decoder ??= this.#decoder(coding, chunk[0], collect, finish);
+          if (!decoder.write(chunk)) {
+            this.pause();
+            decoder.once('drain', () => this.resume());
+          }
         },
-        end: () => finish(false),
-        error: () => finish(false),
+        end: () => {
+          if (decoder) decoder.end();
+          else finish(false, undefined);
+        },
+        error: (err) => finish(false, brokeOff(err, received)),
       });
     });
   }
+
+  /** A decoder whose output goes to `collect`, bounded there; its end or failure settles `text`. */
+  #decoder(
+    coding: Exclude<ContentCoding, 'identity'>,
+    firstByte: number | undefined,
+    collect: (chunk: Buffer) => void,
+    finish: (truncated: boolean, failure: SluiceError | undefined) => void,
+  ): Transform {
+    const decoder = createDecoder(coding, firstByte);
+    decoder.on('data', collect);
+    decoder.once('end', () => finish(false, undefined));
+    decoder.once('error', (err) => {
+      this.destroy();
+      finish(false, new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `answer has Content-Encoding: ${coding} but does not decode (${err.message})`, { cause: err }));
+    });
+    return decoder;
+  }
+
+  /**
+   * The whole body as the upstream's answer: rejects with a SluiceError (`SLUICE_UPSTREAM_TRUNCATED` when it broke
+   * off, `SLUICE_UPSTREAM_BAD_RESPONSE` when it does not decode or exceeds `max`) instead of returning part of it.
+   * `who` names the upstream in the message.
+   */
+  async wholeText(max: number, who: string): Promise<string> {
+    const r = await this.text(max);
+    if (r.failure) throw new SluiceError(r.failure.code, `upstream ${who}: ${r.failure.message}`, { cause: r.failure });
+    if (r.truncated) throw new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${who}: answer exceeds the gateway's limit of ${max} bytes`);
+    return r.text;
+  }
+}
+
+/** The failure of a body whose connection broke before its end. */
+function brokeOff(err: Error, received: number): SluiceError {
+  const code = (err as { code?: unknown }).code;
+  const why = typeof code === 'string' && !err.message.includes(code) ? `${err.message}, ${code}` : err.message;
+  return new SluiceError('SLUICE_UPSTREAM_TRUNCATED', `answer broke off after ${received} bytes (${why})`, { cause: err });
 }
 
 export interface UpstreamResponse {
@@ -168,7 +280,11 @@ class DispatchHandler implements Dispatcher.DispatchHandler {
     // undici keeps the raw header Buffers on the controller for the response's life, and they are views of the
     // socket read that carried them: drop them (`headers` is the parsed copy).
     controller.rawHeaders = null;
+    // undici 8 (client-h1.js onHeadersComplete) hands every interim 1xx answer but 100 to the handler, then the final
+    // one: 103 Early Hints, 102 Processing. A client must skip them (RFC 9110 §15.2); the final answer follows.
+    if (statusCode < 200) return;
     this.#started = true;
+    this.#body.head(headers);
     const resolve = this.#resolve;
     this.#resolve = undefined;
     this.#reject = undefined;

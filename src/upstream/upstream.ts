@@ -1,5 +1,7 @@
 import { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/schema.ts';
+import { ConfigError } from '../config/load.ts';
+import { redactSecrets, redactUrl } from '../openai/redact.ts';
 import type { ResolvedDialect } from '../openai/dialects/create-normalizer.ts';
 
 /** What `dialect: auto` found, and the evidence, for the log line. */
@@ -17,7 +19,7 @@ const COOLDOWN_MS = 5_000;
  */
 export class Upstream {
   readonly name: string;
-  /** Origin + path prefix, e.g. http://gpu1:8000/v1 (no trailing slash). */
+  /** Origin + path prefix, e.g. http://gpu1:8000/v1 (no trailing slash, no userinfo: it is printed and logged). */
   readonly baseUrl: string;
   readonly #pathPrefix: string;
   readonly pool: Pool;
@@ -34,15 +36,36 @@ export class Upstream {
   lastError: string | undefined;
   /** Authorization header value; kept out of logs and client responses. */
   readonly #authorization: string | undefined;
+  /** What `redact` removes: the key, the URL's password, and the header values made of them. Private fields are not
+   * shown by `util.inspect`, JSON or `toString`. */
+  readonly #secrets: readonly string[];
 
+  /** Throws ConfigError for a URL with `user:password@` beside an api_key (both would be the Authorization header). */
   constructor(config: UpstreamConfig, index: number, connectTimeoutMs: number, env: NodeJS.ProcessEnv = process.env) {
     const url = new URL(config.url);
-    this.baseUrl = config.url.replace(/\/+$/, '');
+    this.baseUrl = redactUrl(config.url).replace(/\/+$/, '');
     this.#pathPrefix = url.pathname.replace(/\/+$/, '');
+    // `host` never includes userinfo.
     this.name = config.name ?? `${url.host}`;
     if (config.name === undefined && index > 0) this.name = `${url.host}#${index}`;
     const key = config.api_key ?? (config.api_key_env ? env[config.api_key_env] : undefined);
+    const secrets: string[] = [];
+    if (key) secrets.push(key, `Bearer ${key}`);
     this.#authorization = key ? `Bearer ${key}` : undefined;
+    // `http://user:password@host/v1`: undici is given the origin only, which drops userinfo, so these credentials were
+    // silently not sent. They are HTTP Basic credentials (RFC 9110 §11.2; how curl and browsers read such a URL):
+    // send them as that, once, from here, and keep them out of every printed URL.
+    if (url.username !== '' || url.password !== '') {
+      if (key) throw new ConfigError(`upstreams[${index}]: the url has user:password and api_key is set; both would be the Authorization header: keep one`);
+      const user = percentDecoded(url.username);
+      const password = percentDecoded(url.password);
+      const basic = Buffer.from(`${user}:${password}`, 'utf8').toString('base64');
+      this.#authorization = `Basic ${basic}`;
+      secrets.push(basic, `${user}:${password}`, `${url.username}:${url.password}`);
+      if (password !== '') secrets.push(password, url.password);
+    }
+    // Longest first: a secret that contains another is replaced whole.
+    this.#secrets = [...new Set(secrets)].sort((a, b) => b.length - a.length);
     this.staticModels = config.models;
     if (config.models) for (const m of config.models) this.models.add(m);
     this.dialect = config.dialect;
@@ -73,17 +96,30 @@ export class Upstream {
     return this.dialect === 'auto' ? (this.detected?.dialect ?? 'openai') : this.dialect;
   }
 
-  /** Headers for an upstream request (auth included). */
+  /**
+   * Headers for an upstream request (auth included). Every request asks for `accept-encoding: identity`: engines
+   * answer uncompressed anyway, and a hop in between that compresses would cost the stream its token-by-token
+   * delivery (src/upstream/content-encoding.ts says what happens when one does it regardless).
+   */
   headers(extra: Record<string, string>): Record<string, string> {
-    return this.#authorization ? { ...extra, authorization: this.#authorization } : extra;
+    return this.#authorization ? { ...extra, 'accept-encoding': 'identity', authorization: this.#authorization } : { ...extra, 'accept-encoding': 'identity' };
+  }
+
+  /**
+   * Removes this upstream's credentials — and any credential header value or `Bearer` token — from text that came
+   * from it (an error body, an in-band error frame, a discovery failure) before a client or a log sees it.
+   */
+  redact(text: string): string {
+    return redactSecrets(text, this.#secrets);
   }
 
   get healthy(): boolean {
     return Date.now() >= this.#unhealthyUntil;
   }
 
+  /** `reason` is shown on /ready, to clients without a key: it is redacted here. */
   markFailed(reason: string): void {
-    this.lastError = reason;
+    this.lastError = this.redact(reason).slice(0, 500);
     this.#unhealthyUntil = Date.now() + COOLDOWN_MS;
   }
 
@@ -98,5 +134,14 @@ export class Upstream {
 
   toString(): string {
     return this.name;
+  }
+}
+
+/** URL userinfo is percent-encoded (`p%40ss` for `p@ss`); a malformed escape is taken as written. */
+function percentDecoded(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
   }
 }
