@@ -4,7 +4,8 @@ import { Readable, pipeline } from 'node:stream';
 import { brotliCompressSync, createGzip, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { Pool } from 'undici';
 import { dispatchRequest } from '../src/upstream/upstream-body.ts';
-import { streamEncodingError } from '../src/upstream/content-encoding.ts';
+import { streamCoding } from '../src/upstream/content-encoding.ts';
+import { upstreamFailure } from '../src/openai/upstream-failure.ts';
 import { gateway, post } from './helpers/gateway.ts';
 import { rawUpstream, type RawRequest } from './helpers/raw-upstream.ts';
 
@@ -54,9 +55,8 @@ test('UpstreamBody.text() reports a body that broke off, with what arrived, inst
   }
 });
 
-// Passes once the caller uses `wholeText` (or checks `failure`): src/http/generate.ts nonStream, today
-// `const { text, truncated } = await forwarded.response.body.text(max)`.
-test('a non-streamed answer cut short is a 502 SLUICE_UPSTREAM_TRUNCATED, never a 200 with half a JSON object', { todo: 'lead: nonStream must read the answer with body.wholeText(max, upstream.name)' }, async (t) => {
+// src/generation/attach.ts reads a non-streamed answer with `wholeText`, which reports a body that broke off.
+test('a non-streamed answer cut short is a 502 SLUICE_UPSTREAM_TRUNCATED, never a 200 with half a JSON object', async (t) => {
   for (const [name, cut] of Object.entries(CUTS)) {
     await t.test(name, async (t) => {
       const up = await rawUpstream(t, cut);
@@ -164,9 +164,8 @@ test('a streamed answer compressed anyway never reaches the client as compressed
   await closed;
 });
 
-// Passes once the generation checks the encoding before it attaches (and commits) the stream:
-// `const bad = streamEncodingError(upstream.name, response.headers); if (bad) { body.destroy(); fail(bad) }`.
-test('a streamed answer compressed anyway is a 502 SLUICE_UPSTREAM_BAD_RESPONSE before headers', { todo: 'lead: call streamEncodingError() before relay.attach' }, async (t) => {
+// src/generation/attach.ts checks the coding before it attaches (and so commits) the stream.
+test('a streamed answer compressed anyway is a 502 SLUICE_UPSTREAM_BAD_RESPONSE before headers', async (t) => {
   const up = await rawUpstream(t, ({ socket }) => {
     const stream = gzipSync('data: {"id":"x","choices":[]}\n\n');
     socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\ncontent-length: ${stream.length}\r\n\r\n`);
@@ -180,12 +179,16 @@ test('a streamed answer compressed anyway is a 502 SLUICE_UPSTREAM_BAD_RESPONSE 
   assert.match(body.error?.message ?? '', /Content-Encoding: gzip/);
 });
 
-test('streamEncodingError: identity passes; any coding, known or not, is refused with a message naming it', () => {
-  assert.equal(streamEncodingError('gpu1', {}), undefined);
-  assert.equal(streamEncodingError('gpu1', { 'content-encoding': 'identity' }), undefined);
-  assert.match(streamEncodingError('gpu1', { 'content-encoding': 'gzip' })?.message ?? '', /^upstream gpu1 sent its stream with Content-Encoding: gzip/);
-  assert.match(streamEncodingError('gpu1', { 'content-encoding': 'zstd' })?.message ?? '', /zstd/);
-  assert.equal(streamEncodingError('gpu1', { 'content-encoding': 'br' })?.status, 502);
+test('streamCoding: identity passes; any coding, known or not, is refused with a message naming it', () => {
+  const refusal = (headers: Record<string, string>) => {
+    const coding = streamCoding(headers);
+    return coding === undefined ? undefined : upstreamFailure({ kind: 'encoded_stream', upstream: 'gpu1', coding });
+  };
+  assert.equal(refusal({}), undefined);
+  assert.equal(refusal({ 'content-encoding': 'identity' }), undefined);
+  assert.match(refusal({ 'content-encoding': 'gzip' })?.message ?? '', /^upstream gpu1 sent its stream with Content-Encoding: gzip/);
+  assert.match(refusal({ 'content-encoding': 'zstd' })?.message ?? '', /zstd/);
+  assert.equal(refusal({ 'content-encoding': 'br' })?.status, 502);
 });
 
 test('a non-streamed answer in a coding the gateway cannot decode is reported, not passed on', async (t) => {

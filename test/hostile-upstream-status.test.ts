@@ -2,8 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pool } from 'undici';
 import { dispatchRequest } from '../src/upstream/upstream-body.ts';
-import { protocolFailure } from '../src/upstream/protocol-failure.ts';
-import { clientStatus, clientStatusFor, isErrorBody, upstreamAnswerError, inBandError, safeRetryAfter, safeContentType } from '../src/openai/upstream-error.ts';
+import { isBrokenHttp } from '../src/upstream/protocol-failure.ts';
+import { upstreamFailure } from '../src/openai/upstream-failure.ts';
+import { clientStatus, isErrorBody, safeRetryAfter, safeContentType, type OpenAIErrorObject, type UpstreamIdentity } from '../src/openai/upstream-error.ts';
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** The factory's two upstream-answer kinds, as these tests call them. */
+const upstreamAnswerError = (who: UpstreamIdentity, status: number, headers: IncomingHttpHeaders, body: string) => upstreamFailure({ kind: 'answer', upstream: who, status, headers, body });
+const inBandError = (who: UpstreamIdentity, error: OpenAIErrorObject) => upstreamFailure({ kind: 'in_band', upstream: who, error });
 import { redactSecrets } from '../src/openai/redact.ts';
 import { gateway, post, httpServer } from './helpers/gateway.ts';
 import { rawUpstream, writeJson } from './helpers/raw-upstream.ts';
@@ -44,7 +50,7 @@ test('103 Early Hints and 102 Processing before the final answer are skipped: th
   assert.match(await s.text(), /"content":"hi"[\s\S]*data: \[DONE\]\n\n$/);
 });
 
-test('undici 8 fails an unsolicited 100 Continue (bad response) and a bare 101 (assertion): protocolFailure classifies both', async (t) => {
+test('undici 8 fails an unsolicited 100 Continue (bad response) and a bare 101 (assertion): isBrokenHttp classifies both', async (t) => {
   const answers = ['HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 101 Switching Protocols\r\n\r\n', 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n'];
   let i = 0;
   const up = await rawUpstream(t, ({ socket }) => socket.write(answers[i++ % answers.length] + finalAnswer(false)));
@@ -56,15 +62,16 @@ test('undici 8 fails an unsolicited 100 Continue (bad response) and a bare 101 (
       (e: unknown) => e,
     );
     assert.match((err as Error).message, new RegExp(expected));
-    const bad = protocolFailure('gpu1', err);
+    assert.ok(isBrokenHttp(err));
+    const bad = upstreamFailure({ kind: 'broken_http', upstream: 'gpu1', cause: err });
     assert.equal(bad?.code, 'SLUICE_UPSTREAM_BAD_RESPONSE');
     assert.equal(bad?.status, 502);
     assert.match(bad?.message ?? '', /^upstream gpu1 broke HTTP\/1\.1/);
   }
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
-  assert.equal(protocolFailure('gpu1', refused), undefined, 'connect failures are the caller\'s own classification');
+  assert.equal(isBrokenHttp(refused), false, 'connect failures are the caller\'s own classification');
   const closed = Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' });
-  assert.equal(protocolFailure('gpu1', closed), undefined);
+  assert.equal(isBrokenHttp(closed), false);
 });
 
 test('an unsolicited 100 Continue reaches the client as an OpenAI-shaped 5xx, not a hang or an empty answer', async (t) => {
@@ -77,7 +84,7 @@ test('an unsolicited 100 Continue reaches the client as an OpenAI-shaped 5xx, no
   assert.equal(body.error?.type, 'server_error');
 });
 
-test('an unsolicited 100 Continue is a 502 SLUICE_UPSTREAM_BAD_RESPONSE naming what the upstream did', { todo: 'lead: in the replica loop\'s catch, `const bad = protocolFailure(upstream.name, err)` before isConnectFailure: markFailed, last = bad, continue' }, async (t) => {
+test('an unsolicited 100 Continue is a 502 SLUICE_UPSTREAM_BAD_RESPONSE naming what the upstream did', async (t) => {
   const up = await rawUpstream(t, ({ socket }) => socket.write(`HTTP/1.1 100 Continue\r\n\r\n${finalAnswer(false)}`));
   const g = await gateway(t, { upstreams: [{ url: up.url, models: ['m'] }] });
   const res = await post(`${g.url}/chat/completions`, chat(false));
@@ -104,7 +111,7 @@ test('a redirect is not followed: nothing reaches the Location, and a streamed r
   assert.equal(followed, 0);
 });
 
-test('a redirect is an OpenAI-shaped 502 SLUICE_UPSTREAM_BAD_RESPONSE, streamed or not, with the target but not its userinfo', { todo: 'lead: build every non-success upstream answer with upstreamAnswerError(upstream, status, headers, text)' }, async (t) => {
+test('a redirect is an OpenAI-shaped 502 SLUICE_UPSTREAM_BAD_RESPONSE, streamed or not, with the target but not its userinfo', async (t) => {
   const up = await rawUpstream(t, ({ socket }) => {
     socket.write('HTTP/1.1 302 Found\r\nlocation: http://user:pw@elsewhere.example/v1/chat/completions\r\ncontent-length: 0\r\n\r\n');
   });
@@ -132,7 +139,7 @@ for (const status of [401, 403]) {
     }
   });
 
-  test(`an upstream ${status} says the gateway's upstream credentials were refused (SLUICE_UPSTREAM_AUTH_FAILED)`, { todo: 'lead: build every non-success upstream answer with upstreamAnswerError(upstream, status, headers, text)' }, async (t) => {
+  test(`an upstream ${status} says the gateway's upstream credentials were refused (SLUICE_UPSTREAM_AUTH_FAILED)`, async (t) => {
     const up = await rawUpstream(t, ({ socket }) => writeJson(socket, status, { error: { message: 'Invalid API key', type: 'authentication_error', code: 'invalid_api_key' } }));
     const g = await gateway(t, { upstreams: [{ url: up.url, models: ['m'], api_key: 'sk-up-secret' }] });
     for (const stream of [false, true]) {
@@ -146,7 +153,7 @@ for (const status of [401, 403]) {
   });
 }
 
-test('a 200 whose body is {"error":…} is an error for the client, with the engine\'s message', { todo: 'lead: non-streamed 2xx: `if (isErrorBody(text)) throw upstreamAnswerError(upstream, status, headers, text)`; streamed non-SSE 2xx: the same before BAD_RESPONSE' }, async (t) => {
+test('a 200 whose body is {"error":…} is an error for the client, with the engine\'s message', async (t) => {
   const up = await rawUpstream(t, ({ socket }) => writeJson(socket, 200, { object: 'error', message: "This model's maximum context length is 4096 tokens", type: 'BadRequestError', param: null, code: 400 }));
   const g = await gateway(t, { upstreams: [{ url: up.url, models: ['m'] }] });
   for (const stream of [false, true]) {
@@ -158,14 +165,13 @@ test('a 200 whose body is {"error":…} is an error for the client, with the eng
   }
 });
 
-test('clientStatusFor: statuses about the gateway–engine hop become 502; the client\'s own pass through', () => {
+test('clientStatus: statuses about the gateway–engine hop become 502; the client\'s own pass through', () => {
   const cases: Array<[number, number]> = [
     [100, 502], [103, 502], [200, 502], [204, 502], [301, 502], [302, 502], [304, 502], [307, 502], [308, 502],
     [400, 400], [401, 502], [403, 502], [404, 404], [407, 502], [413, 413], [422, 400], [424, 502], [429, 429],
     [500, 500], [502, 502], [503, 503], [504, 504], [600, 502], [0, 502],
   ];
-  for (const [upstream, client] of cases) assert.equal(clientStatusFor(upstream), client, `HTTP ${upstream}`);
-  assert.equal(clientStatus(401), 502, 'the existing export follows');
+  for (const [upstream, client] of cases) assert.equal(clientStatus(upstream), client, `HTTP ${upstream}`);
 });
 
 test('isErrorBody: every engine error shape with a 200; answers (Responses objects with error:null included) are not', () => {
@@ -181,7 +187,7 @@ test('isErrorBody: every engine error shape with a 200; answers (Responses objec
   assert.equal(isErrorBody('{"error":"Input validation error","error_type":"validation"}')?.message, 'Input validation error');
 });
 
-test('upstreamAnswerError: one error per kind of bad final answer, every message redacted', () => {
+test('upstreamFailure({ kind: answer }): one error per kind of bad final answer, every message redacted', () => {
   const auth = upstreamAnswerError(who, 401, {}, '{"detail":"bad key sk-up-secret"}');
   assert.equal(auth.code, 'SLUICE_UPSTREAM_AUTH_FAILED');
   assert.equal(auth.status, 502);

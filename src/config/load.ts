@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { redactUrl } from '../openai/redact.ts';
 
 /** A configuration mistake, reported as one line naming the key, the value and what is allowed. */
 export class ConfigError extends Error {
@@ -106,6 +107,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   }
   let value: unknown = raw;
   for (const p of issue.path) value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[p as PropertyKey] : undefined;
-  const shown = value === undefined ? 'missing' : JSON.stringify(value);
+  // A URL's user:password never reaches a terminal or a log (issue 12).
+  const shown = value === undefined ? 'missing' : JSON.stringify(typeof value === 'string' ? redactUrl(value) : value);
   return `${key || 'config'} = ${shown}: ${issue.message}`;
 }

@@ -4,6 +4,7 @@ import { upstreamFailure } from '../openai/upstream-failure.ts';
 import type { FailoverReason } from '../metrics/gateway-metrics.ts';
 import type { Upstream } from '../upstream/upstream.ts';
 import { dispatchRequest, type UpstreamResponse } from '../upstream/upstream-body.ts';
+import { isBrokenHttp } from '../upstream/protocol-failure.ts';
 
 export interface ForwardRequest {
   /** OpenAI path, e.g. `/chat/completions`. */
@@ -77,6 +78,12 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
     } catch (err) {
       release();
       if (req.signal.aborted) throw req.signal.reason instanceof SluiceError ? req.signal.reason : err;
+      if (isBrokenHttp(err)) {
+        last = upstreamFailure({ kind: 'broken_http', upstream: upstream.name, cause: err });
+        upstream.markFailed(last.message);
+        failover?.('bad_response');
+        continue;
+      }
       if (!isConnectFailure(err)) throw upstreamFailure({ kind: 'request', upstream: upstream.name, cause: err });
       upstream.markFailed((err as Error).message);
       last = upstreamFailure({ kind: 'connect', upstream: upstream.name, cause: err });
@@ -91,8 +98,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       const { text } = await response.body.text(req.maxErrorBytes);
       release();
       if (status >= 500) upstream.markFailed(`HTTP ${status}`);
-      const retryAfter = response.headers['retry-after'];
-      last = upstreamFailure({ kind: 'status', status, body: text, retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined });
+      last = upstreamFailure({ kind: 'answer', upstream, status, headers: response.headers, body: text });
       failover?.(status === 429 ? 'status_429' : 'status_5xx');
       continue;
     }

@@ -35,7 +35,7 @@ export interface GenerationRecord {
 }
 
 /** Why a request moved on to another replica before its first byte. */
-export type FailoverReason = 'connect_error' | 'connect_timeout' | 'status_5xx' | 'status_429';
+export type FailoverReason = 'connect_error' | 'connect_timeout' | 'status_5xx' | 'status_429' | 'bad_response';
 
 /**
  * The gateway's Prometheus metrics (docs/metrics.md), on a registry of its own so that two gateways in one process

@@ -5,7 +5,7 @@ import type { ChunkNormalizer } from '../relay/normalizer.ts';
 import type { EventVerdict, StreamProtocol } from '../relay/protocol.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { errorJson } from './error-wire.ts';
-import { parseInBandError } from './upstream-error.ts';
+import { parseInBandError, type UpstreamIdentity } from './upstream-error.ts';
 import { upstreamFailure } from './upstream-failure.ts';
 import { meterChunk, type TokenUsage } from './usage.ts';
 
@@ -23,6 +23,7 @@ export class ChatStream implements StreamProtocol {
   #choices: number;
   #finishes = 0;
   #normalizer: ChunkNormalizer | undefined;
+  #upstream: UpstreamIdentity | undefined;
   usage: TokenUsage | undefined;
 
   /** `clientWantsUsage`: the client asked for the usage chunk (otherwise it is metered and dropped); `choices`: `n`. */
@@ -32,8 +33,9 @@ export class ChatStream implements StreamProtocol {
     this.#choices = o.choices;
   }
 
-  attach(normalizer: ChunkNormalizer | undefined): boolean {
+  attach(normalizer: ChunkNormalizer | undefined, upstream: UpstreamIdentity | undefined): boolean {
     this.#normalizer = normalizer;
+    this.#upstream = upstream;
     this.#choices = normalizer?.choices ?? this.#requestedChoices;
     return normalizer === undefined;
   }
@@ -63,7 +65,7 @@ export class ChatStream implements StreamProtocol {
     const r = n.chunk(data);
     if (r === null) return undefined;
     if (typeof r === 'string') return this.#chunk(r, w);
-    if ('error' in r) return upstreamFailure({ kind: 'in_band', error: r.error });
+    if ('error' in r) return upstreamFailure({ kind: 'in_band', upstream: this.#upstream, error: r.error });
     for (const d of r as readonly string[]) {
       const v = this.#chunk(d, w);
       if (v !== undefined) return v;
@@ -74,7 +76,7 @@ export class ChatStream implements StreamProtocol {
   /** One chunk: in-band errors, usage metering and stripping, completeness tracking. */
   #chunk(data: string, w: StreamWriter): EventVerdict {
     const inBand = parseInBandError(data);
-    if (inBand) return upstreamFailure({ kind: 'in_band', error: inBand });
+    if (inBand) return upstreamFailure({ kind: 'in_band', upstream: this.#upstream, error: inBand });
     let out = data;
     const usageAt = data.indexOf('"usage"');
     // `"usage":null` (vLLM completions, SGLang and TGI on every chunk) holds nothing to meter: no parse.

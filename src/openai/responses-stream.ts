@@ -3,7 +3,7 @@ import type { SseEvent } from '../sse/parser.ts';
 import type { EventVerdict, StreamProtocol } from '../relay/protocol.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { responsesErrorEvent } from './error-wire.ts';
-import { normalizeUpstreamError } from './upstream-error.ts';
+import { normalizeUpstreamError, type UpstreamIdentity } from './upstream-error.ts';
 import { upstreamFailure } from './upstream-failure.ts';
 import { readUsage, type TokenUsage } from './usage.ts';
 
@@ -15,9 +15,11 @@ const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response
  */
 export class ResponsesStream implements StreamProtocol {
   #terminal = false;
+  #upstream: UpstreamIdentity | undefined;
   usage: TokenUsage | undefined;
 
-  attach(): boolean {
+  attach(_normalizer: unknown, upstream: UpstreamIdentity | undefined): boolean {
+    this.#upstream = upstream;
     return false; // `event:` lines: every read is parsed
   }
 
@@ -28,19 +30,22 @@ export class ResponsesStream implements StreamProtocol {
   onEvent(ev: SseEvent, w: StreamWriter): EventVerdict {
     const type = ev.event;
     if (type === 'error' || (type === undefined && ev.data.startsWith('{"type":"error"'))) {
-      return upstreamFailure({ kind: 'in_band', error: normalizeUpstreamError(ev.data, 502) });
+      return upstreamFailure({ kind: 'in_band', upstream: this.#upstream, error: normalizeUpstreamError(ev.data, 502) });
     }
     if (ev.data === '[DONE]') {
       // Not part of OpenAI's Responses stream; some engines add it. Clients expect the stream to end here.
       return this.#terminal ? 'end' : undefined;
     }
+    let data = ev.data;
     if (type !== undefined && TERMINAL.has(type)) {
       this.#terminal = true;
-      const usage = readUsage(ev.data);
+      const usage = readUsage(data);
       if (usage) this.usage = usage;
+      // `response.failed` carries the engine's error object, which may echo the gateway's upstream credentials.
+      if (type === 'response.failed' && this.#upstream) data = this.#upstream.redact(data);
     }
-    if (type === undefined) w.data(ev.data);
-    else w.named(type, ev.data);
+    if (type === undefined) w.data(data);
+    else w.named(type, data);
     return this.#terminal ? 'end' : undefined;
   }
 

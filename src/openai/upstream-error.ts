@@ -1,6 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import { SluiceError } from '../errors.ts';
-import { redactSecrets, redactUrl } from './redact.ts';
+import { redactSecrets } from './redact.ts';
 
 /**
  * Turns an engine's error body — before headers (HTTP error) or in-band (an error frame) — into OpenAI's error
@@ -90,27 +88,19 @@ const CONTEXT_LENGTH = /maximum context length|longer than the model's context l
 const ENGINE_FAILURE = /EngineCore encountered an issue|EngineDeadError|engine loop has died|Engine core .* died/i;
 
 /**
- * The status a client gets for an upstream's error status before headers: TGI answers 422 to validation errors and
- * 424 to failed generations, which OpenAI's clients do not map to an error class; they become 400 and 502. The rest
- * as `clientStatusFor`.
- */
-export function clientStatus(status: number): number {
-  return clientStatusFor(status);
-}
-
-/**
- * The status a client gets for an upstream answer that is an error. A client reads the status as being about its own
- * request, so statuses that are about the hop between gateway and engine become 502:
+ * The one status rule: the status a client gets for an upstream answer that is an error. A client reads the status as
+ * being about its own request, so statuses that are about the hop between gateway and engine become 502:
  * - 401, 403, 407: the engine (or a proxy in front of it) refused the *gateway's* credentials; passed on, a client
  *   would take it for its own key failing (OpenAI's SDKs raise AuthenticationError and stop retrying);
  * - 1xx, 3xx: interim answers are skipped before this (src/upstream/upstream-body.ts) and redirects are not followed
  *   (a POST with a prompt and a key is not re-sent to wherever a Location points): either as the final answer is the
  *   engine misbehaving;
  * - 2xx: only reaches here for an answer that is an error anyway (`isErrorBody`), without a better status in it;
- * - TGI's 422 → 400 and 424 → 502 (see `clientStatus`); anything outside 100–599 → 502.
+ * - TGI answers 422 to validation errors and 424 to failed generations, which OpenAI's clients do not map to an error
+ *   class: 400 and 502; anything outside 400–599 → 502.
  * Other 4xx (bad request, unknown model, context too long) and 5xx, 429 included, pass through.
  */
-export function clientStatusFor(upstreamStatus: number): number {
+export function clientStatus(upstreamStatus: number): number {
   if (upstreamStatus === 422) return 400;
   if (upstreamStatus === 401 || upstreamStatus === 403 || upstreamStatus === 407 || upstreamStatus === 424) return 502;
   if (upstreamStatus < 400 || upstreamStatus > 599) return 502;
@@ -186,67 +176,6 @@ export interface UpstreamIdentity {
   readonly name: string;
   /** Removes the upstream's credentials (and any credential-looking header value) from text. */
   redact(text: string): string;
-}
-
-/**
- * The one error for an upstream's final answer that is not a success, before any byte went to the client: an HTTP
- * error status, a 1xx or 3xx as final answer, or a 2xx whose body is an error (`isErrorBody`). `text` is the body
- * read so far (bounded); every message goes through `who.redact`. Codes:
- * - 401/403/407 → SLUICE_UPSTREAM_AUTH_FAILED (502), naming the config key to check;
- * - 1xx/3xx → SLUICE_UPSTREAM_BAD_RESPONSE (502), with the redirect target (without userinfo) when there is one;
- * - anything else → SLUICE_UPSTREAM_ERROR with the engine's message, type and code, status by `clientStatusFor` (for a
- *   2xx, the in-body code when it is an HTTP error status, 400 for context-length errors, else 502), and a valid
- *   `retry-after` passed on.
- */
-export function upstreamAnswerError(who: UpstreamIdentity, status: number, headers: IncomingHttpHeaders, text: string): SluiceError {
-  if (status === 401 || status === 403 || status === 407) {
-    const e = normalizeUpstreamError(text, status);
-    const detail = e.message === `upstream answered HTTP ${status}` ? '' : `: ${who.redact(e.message)}`;
-    const what = status === 407 ? 'a proxy in front of it requires authentication' : 'refused the gateway\'s credentials';
-    return new SluiceError(
-      'SLUICE_UPSTREAM_AUTH_FAILED',
-      `upstream ${who.name} ${what} (HTTP ${status}${detail}); check upstreams[].api_key (or the URL's user:password) in the gateway's config`,
-    );
-  }
-  if (status < 200 || (status >= 300 && status < 400)) {
-    const location = headers['location'];
-    const target = typeof location === 'string' && location !== '' ? ` to ${who.redact(redactUrl(location)).slice(0, 500)}` : '';
-    const why = status < 200 ? `an interim HTTP ${status} as its final answer` : `a redirect (HTTP ${status})${target}; the gateway does not follow upstream redirects: set upstreams[].url to the address that answers`;
-    return new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${who.name} answered ${why}`);
-  }
-  let e: OpenAIErrorObject;
-  let answerStatus: number;
-  if (status < 300) {
-    e = isErrorBody(text) ?? normalizeUpstreamError(text, 502);
-    const inBody = typeof e.code === 'number' ? e.code : undefined;
-    answerStatus = inBody !== undefined && inBody >= 400 && inBody <= 599 ? clientStatusFor(inBody) : e.code === 'context_length_exceeded' ? 400 : 502;
-  } else {
-    e = normalizeUpstreamError(text, status);
-    answerStatus = clientStatusFor(status);
-  }
-  const retryAfter = safeRetryAfter(headers['retry-after']);
-  return new SluiceError('SLUICE_UPSTREAM_ERROR', who.redact(e.message), {
-    status: answerStatus,
-    type: e.type,
-    param: e.param === null ? null : who.redact(e.param),
-    wireCode: e.code === null ? null : who.redact(String(e.code)),
-    ...(retryAfter === undefined ? {} : { headers: { 'retry-after': retryAfter } }),
-  });
-}
-
-/**
- * The error for an in-band error frame (a stream's `{"error":…}` after headers, or before them): its message
- * redacted, and a status (used when headers are not sent yet, and on WebSocket messages) from its numeric code by
- * `clientStatusFor`, 502 without one.
- */
-export function inBandError(who: UpstreamIdentity, e: OpenAIErrorObject): SluiceError {
-  const status = typeof e.code === 'number' ? clientStatusFor(e.code) : 502;
-  return new SluiceError('SLUICE_UPSTREAM_ERROR', who.redact(e.message), {
-    status,
-    type: e.type,
-    param: e.param === null ? null : who.redact(e.param),
-    wireCode: e.code === null ? null : who.redact(String(e.code)),
-  });
 }
 
 /** An upstream's `retry-after` when it is one (delay-seconds or an HTTP-date, RFC 9110 §10.2.3), else undefined: the

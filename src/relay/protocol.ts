@@ -1,5 +1,6 @@
 import type { SluiceError } from '../errors.ts';
 import type { TokenUsage } from '../openai/usage.ts';
+import type { UpstreamIdentity } from '../openai/upstream-error.ts';
 import type { SseEvent } from '../sse/parser.ts';
 import type { ChunkNormalizer } from './normalizer.ts';
 import type { StreamWriter } from './writer.ts';
@@ -19,10 +20,11 @@ export type EventVerdict = undefined | 'end' | SluiceError;
  */
 export interface StreamProtocol {
   /**
-   * A new upstream body is about to be relayed (the first, or another replica's), with its dialect's normalizer.
-   * Returns whether reads may be offered to `passRaw` (no rewriting, bare `data:` framing).
+   * A new upstream body is about to be relayed (the first, or another replica's), with its dialect's normalizer and
+   * the upstream itself (its name, and the redaction of its secrets from the errors it reports). Returns whether
+   * reads may be offered to `passRaw` (no rewriting, bare `data:` framing).
    */
-  attach(normalizer: ChunkNormalizer | undefined): boolean;
+  attach(normalizer: ChunkNormalizer | undefined, upstream: UpstreamIdentity | undefined): boolean;
   /**
    * Offered a whole upstream read when `attach` allowed it: true when the read can go to the client byte for byte
    * (its events were accounted for), false when it must be parsed into events.

@@ -1,6 +1,7 @@
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
 import { clientAbortedError, SluiceError, type SluiceErrorCode } from '../errors.ts';
 import type { TokenUsage } from '../openai/usage.ts';
+import type { UpstreamIdentity } from '../openai/upstream-error.ts';
 import { upstreamFailure } from '../openai/upstream-failure.ts';
 import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
@@ -107,7 +108,7 @@ export class StreamRelay implements Tickable {
    * Streams a 2xx `text/event-stream` upstream body to the client, through the upstream dialect's normalizer when
    * it has one. Called again with another upstream's body, it continues the same client stream from there.
    */
-  attach(body: UpstreamSource, normalizer?: ChunkNormalizer): void {
+  attach(body: UpstreamSource, normalizer?: ChunkNormalizer, upstream?: UpstreamIdentity): void {
     if (this.#phase === 'ended') {
       body.destroy();
       return;
@@ -115,7 +116,7 @@ export class StreamRelay implements Tickable {
     if (this.#body !== undefined && this.#body !== body) this.#body.destroy();
     this.#parser?.reset(); // an unfinished event of the previous upstream is not continued by this one
     this.#body = body;
-    this.#rawOk = this.#protocol.attach(normalizer) && this.#o.writer.writeRaw !== undefined;
+    this.#rawOk = this.#protocol.attach(normalizer, upstream) && this.#o.writer.writeRaw !== undefined;
     if (this.#phase === 'connecting') this.#phase = 'waiting';
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;

@@ -1,7 +1,6 @@
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
-import { SluiceError } from '../errors.ts';
 
 /**
  * Content codings of upstream answers. Sluice asks every upstream for `accept-encoding: identity`
@@ -9,7 +8,7 @@ import { SluiceError } from '../errors.ts';
  * between that ignores it. The policy (issue 12), decided per kind of answer:
  * - a whole answer (JSON, or an error body) is decoded: it has no timing to keep, decoding it costs one pass, and the
  *   output is bounded by the same limit as an unencoded body, so a gzip bomb stops at the limit;
- * - a stream is refused with a 502 (`streamEncodingError`): the relay finds SSE event boundaries in the bytes as they
+ * - a stream is refused with a 502 (`streamCoding`): the relay finds SSE event boundaries in the bytes as they
  *   arrive, heartbeats and timeouts count upstream bytes, and a compressed stream arrives in whatever bursts the
  *   compressor flushes, so the token-by-token promise cannot be kept through such a hop. A clear error naming the
  *   hop is worth more than a stream that quietly arrives in one piece.
@@ -48,15 +47,12 @@ export function createDecoder(coding: Exclude<ContentCoding, 'identity'>, firstB
 }
 
 /**
- * The error for a stream whose answer is encoded (see the policy above), or undefined when it is not. Call it before
- * attaching an upstream stream to the relay; `who` names the upstream.
+ * The content coding of a stream's answer when it is not identity (see the policy above: the stream is refused, as
+ * `upstreamFailure({ kind: 'encoded_stream' })`), or undefined for a plain stream. Call it before attaching an
+ * upstream stream to the relay.
  */
-export function streamEncodingError(who: string, headers: IncomingHttpHeaders): SluiceError | undefined {
+export function streamCoding(headers: IncomingHttpHeaders): string | undefined {
   const coding = contentCoding(headers);
   if (coding === 'identity') return undefined;
-  const name = typeof coding === 'string' ? coding : coding.unsupported;
-  return new SluiceError(
-    'SLUICE_UPSTREAM_BAD_RESPONSE',
-    `upstream ${who} sent its stream with Content-Encoding: ${name} although the gateway asked for identity; a hop between the gateway and the engine compresses streams: turn compression off there`,
-  );
+  return typeof coding === 'string' ? coding : coding.unsupported;
 }

@@ -1,5 +1,3 @@
-import { SluiceError } from '../errors.ts';
-
 /**
  * An upstream request that failed because the engine broke HTTP/1.1 before its final answer, rather than because it
  * could not be reached. What undici 8.12 (lib/dispatcher/client-h1.js, `onHeadersComplete`/`onUpgrade`) does with
@@ -12,18 +10,14 @@ import { SluiceError } from '../errors.ts';
  * - other 1xx (102, 103 Early Hints): passed to `onResponseStart`, then the final answer; skipped in
  *   src/upstream/upstream-body.ts;
  * - 3xx: a final answer like any other (undici follows redirects only with its redirect interceptor, which Sluice does
- *   not use); `upstreamAnswerError` in src/openai/upstream-error.ts makes it a 502.
- * Returns the error to report (SLUICE_UPSTREAM_BAD_RESPONSE, 502; the request may fail over like after a 5xx), or
- * undefined for any other failure (connect errors, resets: the caller's own classification).
+ *   not use); `upstreamFailure({ kind: 'answer' })` in src/openai/upstream-failure.ts makes it a 502.
+ * True for those (the answer is `upstreamFailure({ kind: 'broken_http' })`, SLUICE_UPSTREAM_BAD_RESPONSE, 502; the
+ * request may fail over like after a 5xx); false for any other failure (connect errors, resets: the caller's own
+ * classification).
  */
-export function protocolFailure(who: string, err: unknown): SluiceError | undefined {
-  if (!(err instanceof Error)) return undefined;
+export function isBrokenHttp(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   const badAnswer = code === 'UND_ERR_SOCKET' && (err.message === 'bad response' || err.message === 'bad upgrade');
-  if (!badAnswer && code !== 'ERR_ASSERTION') return undefined;
-  return new SluiceError(
-    'SLUICE_UPSTREAM_BAD_RESPONSE',
-    `upstream ${who} broke HTTP/1.1 before its answer (an unsolicited 100 Continue or 101 Switching Protocols, or bytes nobody asked for)`,
-    { cause: err },
-  );
+  return badAnswer || code === 'ERR_ASSERTION';
 }

@@ -2,7 +2,8 @@ import type { Dispatcher, Pool } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
 import type { UpstreamSource, UpstreamSink } from '../relay/upstream-source.ts';
-import { SluiceError } from '../errors.ts';
+import type { SluiceError } from '../errors.ts';
+import { upstreamFailure } from '../openai/upstream-failure.ts';
 import { contentCoding, createDecoder, type ContentCoding } from './content-encoding.ts';
 
 /** A whole upstream body read as text by `UpstreamBody.text`. */
@@ -70,14 +71,14 @@ export class UpstreamBody implements UpstreamSource {
   /**
    * Streams the body's bytes as they arrive. A body with a content coding is refused (the sink gets an error and the
    * request is aborted): compressed bytes must never reach a client as if they were a stream (see the policy in
-   * src/upstream/content-encoding.ts; `streamEncodingError` gives callers the clearer error before they attach).
+   * src/upstream/content-encoding.ts; `streamCoding` lets callers give the clearer error before they attach).
    */
   consume(sink: UpstreamSink): void {
     const coding = this.#coding;
     if (coding !== 'identity') {
       this.destroy();
       const name = typeof coding === 'string' ? coding : coding.unsupported;
-      sink.error(new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream stream has Content-Encoding: ${name}; the gateway asked for identity and does not decode streams`));
+      sink.error(upstreamFailure({ kind: 'bad_response', message: `upstream stream has Content-Encoding: ${name}; the gateway asked for identity and does not decode streams` }));
       return;
     }
     this.#consume(sink);
@@ -155,7 +156,7 @@ export class UpstreamBody implements UpstreamSource {
       const coding = this.#coding;
       if (typeof coding !== 'string') {
         this.destroy();
-        finish(false, new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `answer has Content-Encoding: ${coding.unsupported}, which the gateway cannot decode (it asks for identity)`));
+        finish(false, upstreamFailure({ kind: 'bad_response', message: `answer has Content-Encoding: ${coding.unsupported}, which the gateway cannot decode (it asks for identity)` }));
         return;
       }
       this.#consume({
@@ -195,7 +196,7 @@ export class UpstreamBody implements UpstreamSource {
     decoder.once('end', () => finish(false, undefined));
     decoder.once('error', (err) => {
       this.destroy();
-      finish(false, new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `answer has Content-Encoding: ${coding} but does not decode (${err.message})`, { cause: err }));
+      finish(false, upstreamFailure({ kind: 'bad_response', message: `answer has Content-Encoding: ${coding} but does not decode (${err.message})`, cause: err }));
     });
     return decoder;
   }
@@ -207,8 +208,11 @@ export class UpstreamBody implements UpstreamSource {
    */
   async wholeText(max: number, who: string): Promise<string> {
     const r = await this.text(max);
-    if (r.failure) throw new SluiceError(r.failure.code, `upstream ${who}: ${r.failure.message}`, { cause: r.failure });
-    if (r.truncated) throw new SluiceError('SLUICE_UPSTREAM_BAD_RESPONSE', `upstream ${who}: answer exceeds the gateway's limit of ${max} bytes`);
+    if (r.failure) {
+      const kind = r.failure.code === 'SLUICE_UPSTREAM_TRUNCATED' ? 'truncated' : 'bad_response';
+      throw upstreamFailure({ kind, message: `upstream ${who}: ${r.failure.message}`, cause: r.failure });
+    }
+    if (r.truncated) throw upstreamFailure({ kind: 'bad_response', message: `upstream ${who}: answer exceeds the gateway's limit of ${max} bytes` });
     return r.text;
   }
 }
@@ -217,7 +221,7 @@ export class UpstreamBody implements UpstreamSource {
 function brokeOff(err: Error, received: number): SluiceError {
   const code = (err as { code?: unknown }).code;
   const why = typeof code === 'string' && !err.message.includes(code) ? `${err.message}, ${code}` : err.message;
-  return new SluiceError('SLUICE_UPSTREAM_TRUNCATED', `answer broke off after ${received} bytes (${why})`, { cause: err });
+  return upstreamFailure({ kind: 'truncated', message: `answer broke off after ${received} bytes (${why})`, cause: err });
 }
 
 export interface UpstreamResponse {
