@@ -107,7 +107,7 @@ async function context(t: TestContext, upstreamUrl: string, input: Omit<ConfigIn
     await registry.close();
   });
   const logs: RequestLogEntry[] = [];
-  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set() };
+  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set(), metrics: undefined };
   return { ctx, logs };
 }
 
@@ -255,6 +255,8 @@ test('cancel() before the upstream answers aborts the upstream request and logs 
   assert.deepEqual(writer.log, ['destroy']);
   assert.equal(logs.length, 1);
   assert.equal(logs[0]?.outcome, 'client_aborted');
+  assert.equal(logs[0]?.error_code, 'SLUICE_CLIENT_ABORTED', 'docs/errors.md: log-only codes show in the log line');
+  assert.equal(logs[0]?.status, 499, 'no byte reached the client');
   assert.equal(ctx.generations.size, 0);
   gen.cancel(); // after the end: nothing more
   assert.equal(logs.length, 1);
@@ -272,6 +274,7 @@ test('cancel() before admission has finished sends nothing upstream', async (t) 
   assert.deepEqual(writer.log, ['destroy']);
   assert.equal(logs[0]?.outcome, 'client_aborted');
   assert.equal(logs[0]?.error_code, 'SLUICE_CLIENT_ABORTED');
+  assert.equal(logs[0]?.status, 499);
   assert.equal(up.seen.length, 0);
 });
 
@@ -292,6 +295,7 @@ test('cancel() during the stream aborts the upstream request and logs client_abo
   assert.deepEqual(writer.log, ['open', `data ${chunk('He')}`, 'destroy']);
   assert.equal(sent.res.writableFinished, false, 'cut before the upstream finished');
   assert.equal(logs[0]?.outcome, 'client_aborted');
+  assert.equal(logs[0]?.error_code, 'SLUICE_CLIENT_ABORTED');
   assert.equal(logs[0]?.upstream, 'up');
   assert.equal(logs[0]?.status, 200);
   assert.equal(typeof logs[0]?.ttft_ms, 'number');

@@ -620,6 +620,35 @@ test('HTTP/2: destroy() resets the stream: RST_STREAM, never END_STREAM', async 
   assert.equal(frames[1]?.payload.toString('utf8'), 'data: {"a":1}\n\n', 'the queued frame was dropped');
 });
 
+test('HTTP/2: a stream cut by destroy() is an error for the client (reset with a non-zero code), not a complete answer', async (t) => {
+  const { ex, wait, writer } = await h2Stream(t);
+  writer.open();
+  writer.data('{"a":1}');
+  writer.flush();
+  await wait(() => ex.chunks.length > 0, 'the first DATA');
+  writer.destroy();
+  await wait(() => ex.closed, 'the stream to close');
+  assert.equal(ex.text(), 'data: {"a":1}\n\n');
+  assert.notEqual(ex.stream.rstCode, 0, 'NO_ERROR would read as a complete response');
+  assert.equal(ex.ended, false);
+});
+
+test('HTTP/2: closed is true once the stream is destroyed or reset by the client; later writes are dropped, not backpressure', async (t) => {
+  const first = await h2Stream(t);
+  first.writer.open();
+  first.writer.destroy();
+  await first.wait(() => first.ex.closed, 'the stream to close');
+  assert.equal(first.writer.closed, true);
+  first.writer.data('{}');
+  assert.equal(first.writer.flush(), true);
+  const second = await h2Stream(t);
+  second.writer.open();
+  const gone = new Promise<void>((r) => second.res.once('close', () => r()));
+  second.ex.stream.close(constants.NGHTTP2_CANCEL);
+  await gone;
+  assert.equal(second.writer.closed, true);
+});
+
 test('HTTP/2: flush() returns false once the client stops reading, and onDrain fires when it reads again', async (t) => {
   const { ex, wait, writer } = await h2Stream(t);
   writer.open();

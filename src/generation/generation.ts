@@ -115,8 +115,10 @@ export class Generation {
       return;
     }
     if (this.#cancelled) {
+      const e = clientAbortedError();
       this.log.outcome = 'client_aborted';
-      this.log.error_code = 'SLUICE_CLIENT_ABORTED';
+      this.log.error_code = e.code;
+      this.log.status = e.status;
       writer.destroy();
       this.#end();
       return;

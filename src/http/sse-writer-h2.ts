@@ -1,4 +1,4 @@
-import type { Http2ServerResponse } from 'node:http2';
+import { constants, type Http2ServerResponse } from 'node:http2';
 import { SseWriter } from './sse-writer.ts';
 
 /** SSE over HTTP/2 (Node's compatibility API): HEADERS at `open()`, each flush one DATA write on the stream. */
@@ -34,5 +34,21 @@ export class Http2SseWriter extends SseWriter<Http2ServerResponse> {
 
   onDrain(cb: () => void): void {
     this.res.once('drain', cb);
+  }
+
+  /**
+   * Resets the stream with INTERNAL_ERROR. The compatibility API's `destroy()` resets with NO_ERROR, which an HTTP/2
+   * client reads as a complete response: a cut stream must never look whole.
+   */
+  override destroy(): void {
+    this.queue = '';
+    const stream = this.res.stream;
+    if (stream && !stream.destroyed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  /** The compatibility response has no `destroyed`: its stream knows whether it is closed (reset by either side). */
+  override get closed(): boolean {
+    const stream = this.res.stream;
+    return this.res.writableEnded || !stream || stream.destroyed || stream.closed;
   }
 }

@@ -129,7 +129,7 @@ export class StreamRelay implements Tickable {
 
   /** The client connection closed. Before the end of the stream, this aborts the upstream at once. */
   clientClosed(): void {
-    if (this.#phase !== 'ended') this.#finish('client_aborted', undefined);
+    if (this.#phase !== 'ended') this.#finish('client_aborted', clientAbortedError());
   }
 
   /** Ends the stream with an error visible to the client (JSON before headers, an error event after). */
