@@ -5,7 +5,8 @@ import type { Config, ConfigInput } from './config/schema.ts';
 import { Registry } from './upstream/registry.ts';
 import { Ticker } from './relay/ticker.ts';
 import { KeyChecker } from './auth/key-checker.ts';
-import { jsonLineLogger, type RequestLogger } from './generation/request-log.ts';
+import { requestLogger, type RequestLogger } from './generation/request-log.ts';
+import { Logger, type EventLog } from './logger.ts';
 import { createRequestHandler } from './http/server.ts';
 import { createListener, type Listener } from './http/listener.ts';
 import { WebSocketHub } from './ws/hub.ts';
@@ -23,8 +24,8 @@ export interface GatewayOptions extends Omit<ConfigInput, 'upstreams'> {
   heartbeatMs?: number;
   /** Replaces the JSON-lines request log (tests pass a collector). */
   logger?: RequestLogger;
-  /** Receives operational notices (e.g. which dialect `auto` chose); stderr by default. */
-  notice?: (line: string) => void;
+  /** Receives operational events at or above `log.level` (e.g. which dialect `auto` chose) instead of stderr. */
+  notice?: EventLog;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -53,14 +54,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 /** Starts a gateway from a validated configuration (the CLI's path). */
 export async function startGatewayWithConfig(
   config: Config,
-  hooks: { logger?: RequestLogger | undefined; notice?: ((line: string) => void) | undefined; env?: NodeJS.ProcessEnv | undefined } = {},
+  hooks: { logger?: RequestLogger | undefined; notice?: EventLog | undefined; env?: NodeJS.ProcessEnv | undefined } = {},
 ): Promise<Gateway> {
+  const logger = new Logger(config.log, { events: hooks.notice });
   let simulator: Simulator | undefined;
   if (config.upstreams.length === 0) {
     simulator = await startSimulator({ timing: { ttftMs: config.sim.ttft_ms, itlMs: config.sim.itl_ms, tokens: config.sim.tokens } });
     config = { ...config, upstreams: [{ url: simulator.url, name: 'simulator', dialect: 'vllm', max_connections: 0 }] };
   }
-  const registry = new Registry(config, hooks.env ?? process.env, hooks.notice);
+  const env = hooks.env ?? process.env;
+  const registry = new Registry(config, env, logger.event);
+  warnUnsetKeys(config, env, registry, logger);
   await registry.start(config.discovery_interval_ms);
   // The ticker's period bounds how late a heartbeat, timeout or WebSocket ping can fire: a fifth of the shortest
   // one, 5 ms–1 s.
@@ -72,7 +76,8 @@ export async function startGatewayWithConfig(
     registry,
     ticker,
     keys: new KeyChecker(config.api_keys),
-    log: hooks.logger ?? jsonLineLogger,
+    log: hooks.logger ?? requestLogger(logger),
+    logger,
     version: VERSION,
     generations: new Set(),
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
@@ -125,6 +130,18 @@ export async function startGatewayWithConfig(
     simulator,
     close: () => (closing ??= close()),
   };
+}
+
+/**
+ * An `api_key_env` that names an unset variable leaves that upstream without a key: its engine then answers 401 to
+ * every request, which reaches clients as a 502. Said once at start, where the cause is plain.
+ */
+function warnUnsetKeys(config: Config, env: NodeJS.ProcessEnv, registry: Registry, logger: Logger): void {
+  config.upstreams.forEach((u, i) => {
+    if (u.api_key === undefined && u.api_key_env !== undefined && !env[u.api_key_env]) {
+      logger.event(`upstream ${registry.upstreams[i]?.name}: api_key_env names ${u.api_key_env}, which is not set: requests to it carry no key`, 'warn');
+    }
+  });
 }
 
 /** The PEM certificate and key named by `tls`, read at start so a mistake stops start-up with one line. */

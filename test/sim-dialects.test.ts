@@ -96,7 +96,7 @@ test('auto detection picks each engine from what it exposes, logs the choice, an
     await registry.start(0);
     assert.equal(registry.upstreams[0]?.activeDialect, engine);
     assert.equal(lines.length, 1);
-    assert.match(lines[0] ?? '', new RegExp(`^sluice: upstream ${engine} speaks ${engine} \\(dialect auto: `));
+    assert.match(lines[0] ?? '', new RegExp(`^upstream ${engine} speaks ${engine} \\(dialect auto: `));
     assert.match(lines[0] ?? '', expected[engine]);
   }
 

@@ -4,6 +4,8 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { startGatewayWithConfig } from '../gateway.ts';
 import { intOption } from './args.ts';
 import { redactUrl } from '../openai/redact.ts';
+import { levelEnabled } from '../logger.ts';
+import type { LogLevel } from '../config/schema.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -21,6 +23,8 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
   --h2c             without TLS, also accept cleartext HTTP/2 with prior knowledge on the same port (env SLUICE_H2C=1)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
+  --log-level L     error, warn, info (default) or debug (env SLUICE_LOG_LEVEL)
+  --log-format F    json (default) or text: one readable line per event (env SLUICE_LOG_FORMAT)
 Precedence: flags > environment > config file > defaults.`;
 
 /** `sluice serve`: runs until SIGINT/SIGTERM, then drains in-flight streams. */
@@ -38,6 +42,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       h2c: { type: 'boolean' },
       quiet: { type: 'boolean' },
+      'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -58,6 +64,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
       tlsCert: values['tls-cert'],
       tlsKey: values['tls-key'],
       h2c: values.h2c,
+      logLevel: values['log-level'],
+      logFormat: values['log-format'],
     });
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -77,7 +85,12 @@ export async function serveCommand(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const say = (s: string): void => void process.stderr.write(`${s}\n`);
+  // The banner is for the person who started the gateway: plain text in either log format, at info (so not at
+  // log.level warn or error), with the warning about an open port at warn.
+  const level = config.log.level;
+  const say = (s: string, at: LogLevel = 'info'): void => {
+    if (levelEnabled(level, at)) process.stderr.write(`${s}\n`);
+  };
   say(`sluice gateway listening on ${gateway.url}`);
   if (gateway.simulator) {
     say(`no upstream configured: using the built-in simulator (generated text, no model) at ${gateway.simulator.url}`);
@@ -94,7 +107,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   say(`transports: ${http}${ws}`);
   say(`try: curl -N ${config.tls ? '--http2 ' : config.h2c ? '--http2-prior-knowledge ' : ''}${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
   if (!isLoopback(config.host) && config.api_keys.length === 0) {
-    say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`);
+    say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`, 'warn');
   }
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -19,6 +19,8 @@ export interface ConfigOverrides {
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   h2c?: boolean | undefined;
+  logLevel?: string | undefined;
+  logFormat?: string | undefined;
 }
 
 /**
@@ -66,6 +68,11 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
   const quiet = env['SLUICE_QUIET'];
   if (quiet !== undefined && quiet !== '' && quiet !== '0' && quiet !== 'false') raw['log'] = { ...(raw['log'] as object | undefined), requests: false };
+  const setLog = (key: 'level' | 'format', value: string | undefined): void => {
+    if (value !== undefined && value !== '') raw['log'] = { ...(raw['log'] as object | undefined), [key]: value };
+  };
+  setLog('level', env['SLUICE_LOG_LEVEL']);
+  setLog('format', env['SLUICE_LOG_FORMAT']);
   const origins = envList('SLUICE_CORS_ORIGINS');
   if (origins) raw['cors'] = { ...(raw['cors'] as object | undefined), origins };
   const setTls = (key: 'cert_file' | 'key_file', value: string | undefined): void => {
@@ -83,6 +90,8 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   setTls('cert_file', flags.tlsCert);
   setTls('key_file', flags.tlsKey);
   if (flags.h2c) raw['h2c'] = true;
+  setLog('level', flags.logLevel);
+  setLog('format', flags.logFormat);
   if (flags.upstreams && flags.upstreams.length > 0) raw['upstreams'] = flags.upstreams.map((url) => ({ url }));
 
   return validateConfig(raw, file ?? 'config');

@@ -12,6 +12,11 @@ export type Dialect = (typeof DIALECTS)[number];
 /** Which key carries reasoning text in chat deltas sent to clients (docs/engines.md, "What Sluice normalizes"). */
 export const REASONING_FIELDS = ['reasoning_content', 'reasoning', 'both'] as const;
 export type ReasoningField = (typeof REASONING_FIELDS)[number];
+/** Log levels, most severe first: a level prints its own lines and those above it. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['json', 'text'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const upstreamSchema = z.strictObject({
   /** OpenAI-compatible base URL ending in /v1, as the SDKs' baseURL. */
@@ -103,8 +108,14 @@ export const configSchema = z.strictObject({
     .prefault({}),
   log: z
     .strictObject({
-      /** One JSON line per request on stdout. */
+      /** One line per request on stdout, when it ends. */
       requests: z.boolean().default(true),
+      /** Lines below this level are not printed: request lines are info (warn when the gateway or an upstream
+       * failed the client), operational events have their own level (src/logger.ts). */
+      level: z.enum(LOG_LEVELS).default('info'),
+      /** `json`: one JSON object per line (the request line's fields are a stable interface); `text`: one readable
+       * line per event. */
+      format: z.enum(LOG_FORMATS).default('json'),
     })
     .prefault({}),
   /** Built-in simulator settings, used when no upstream is configured. */

@@ -14,8 +14,8 @@ export interface ForwardRequest {
   signal: AbortSignal;
   /** Largest error body read from an upstream. */
   maxErrorBytes: number;
-  /** Called when a failed attempt moves the request on to another replica. */
-  onFailover?: ((reason: FailoverReason) => void) | undefined;
+  /** Called when a failed attempt moves the request on to another replica, with the replica and its failure. */
+  onFailover?: ((reason: FailoverReason, from: Upstream, failure: SluiceError) => void) | undefined;
 }
 
 export interface Forwarded {
@@ -81,7 +81,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       if (isBrokenHttp(err)) {
         last = upstreamFailure({ kind: 'broken_http', upstream: upstream.name, cause: err });
         upstream.markFailed(last.message);
-        failover?.('bad_response');
+        failover?.('bad_response', upstream, last);
         continue;
       }
       if (!isConnectFailure(err)) throw upstreamFailure({ kind: 'request', upstream: upstream.name, cause: err });
@@ -90,7 +90,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       connectFailures++;
       const timedOut = last.code === 'SLUICE_UPSTREAM_CONNECT_TIMEOUT';
       if (timedOut) connectTimeouts++;
-      failover?.(timedOut ? 'connect_timeout' : 'connect_error');
+      failover?.(timedOut ? 'connect_timeout' : 'connect_error', upstream, last);
       continue;
     }
     const status = response.statusCode;
@@ -99,7 +99,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
       release();
       if (status >= 500) upstream.markFailed(`HTTP ${status}`);
       last = upstreamFailure({ kind: 'answer', upstream, status, headers: response.headers, body: text });
-      failover?.(status === 429 ? 'status_429' : 'status_5xx');
+      failover?.(status === 429 ? 'status_429' : 'status_5xx', upstream, last);
       continue;
     }
     return { upstream, response, release };

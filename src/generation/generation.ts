@@ -12,6 +12,7 @@ import type { GatewayContext } from './context.ts';
 import { forward, type Forwarded } from './forward.ts';
 import type { RequestLogEntry } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
+import { textValue } from '../logger.ts';
 
 const UPSTREAM_PATHS: Record<RequestKind, string> = {
   chat: '/chat/completions',
@@ -224,13 +225,24 @@ export class Generation {
   #forward(routed: Routed, signal: AbortSignal): Promise<Forwarded> {
     const metrics = this.#ctx.metrics;
     this.#dispatchPerf = performance.now();
+    // A request's own lines at debug: where it went and why it moved on. The line at its end says how it went; these
+    // show a request that has not ended yet (a hung engine) and the replicas that failed it on the way.
+    const debug = this.#ctx.logger?.enabled('debug') ? this.#ctx.logger : undefined;
+    const id = this.log.id;
+    debug?.event(`${id}: ${this.log.method} ${this.log.path} model=${textValue(this.#model)} to ${routed.replicas.map((u) => u.name).join(', ')}`, 'debug');
     return forward(routed.replicas, {
       path: UPSTREAM_PATHS[this.#kind],
       body: routed.body,
       headers: routed.headers,
       signal,
       maxErrorBytes: MAX_ERROR_BYTES,
-      onFailover: metrics === undefined ? undefined : (reason) => metrics.failover(reason),
+      onFailover:
+        metrics === undefined && debug === undefined
+          ? undefined
+          : (reason, from, failure) => {
+              metrics?.failover(reason);
+              debug?.event(`${id}: ${from.name} failed before the first byte (${reason}: ${failure.message}); trying the next replica`, 'debug');
+            },
     });
   }
 

@@ -1,3 +1,6 @@
+import type { LogLevel } from '../config/schema.ts';
+import { textValue, type LineSink, type Logger } from '../logger.ts';
+
 /** One structured line per request (JSON on stdout by default). Upstream credentials never appear here. */
 export interface RequestLogEntry {
   ts: string;
@@ -18,6 +21,45 @@ export interface RequestLogEntry {
 
 export type RequestLogger = (entry: RequestLogEntry) => void;
 
-export const jsonLineLogger: RequestLogger = (entry) => {
-  process.stdout.write(`${JSON.stringify(entry)}\n`);
-};
+/** Outcomes where the gateway or an upstream let the client down, as opposed to its own refusal or departure. */
+const FAILED = new Set(['upstream_error', 'truncated', 'timeout', 'shutdown']);
+
+/**
+ * A request line's level: `error` for a fault of the gateway itself, `warn` when the gateway or an upstream failed the
+ * client (a 5xx, or a stream cut after its 200), `info` for the rest: answers, the client's own mistakes (4xx, an
+ * upstream's 4xx relayed) and clients that left. An operator at `log.level: warn` sees exactly the requests that went
+ * wrong on the serving side.
+ */
+export function requestLevel(e: RequestLogEntry): LogLevel {
+  if (e.error_code === 'SLUICE_INTERNAL') return 'error';
+  if (e.status >= 500) return 'warn';
+  if (e.status >= 400) return 'info';
+  return FAILED.has(e.outcome) ? 'warn' : 'info';
+}
+
+/**
+ * The text form: `TS LEVEL METHOD PATH STATUS OUTCOME [error=CODE] model=… upstream=… ttft=…ms tokens=in/out
+ * DURATIONms id=…`, fields the request never reached left out.
+ */
+export function requestText(e: RequestLogEntry, level: LogLevel): string {
+  const words = [e.ts, level, e.method, textValue(e.path), String(e.status), e.outcome];
+  if (e.error_code !== undefined) words.push(`error=${e.error_code}`);
+  if (e.model !== undefined) words.push(`model=${textValue(e.model)}`);
+  if (e.upstream !== undefined) words.push(`upstream=${textValue(e.upstream)}`);
+  if (e.ttft_ms !== undefined) words.push(`ttft=${e.ttft_ms}ms`);
+  if (e.tokens_in !== undefined || e.tokens_out !== undefined) words.push(`tokens=${e.tokens_in ?? '-'}/${e.tokens_out ?? '-'}`);
+  words.push(`${e.duration_ms}ms`, `id=${textValue(e.id)}`);
+  return words.join(' ');
+}
+
+/**
+ * The request log of `sluice serve`: one line on stdout per finished request, at its level. The JSON form is the
+ * entry as it is: its fields are an interface that users parse (docs/config.md), so the level is not added to it.
+ */
+export function requestLogger(logger: Logger, sink: LineSink = process.stdout): RequestLogger {
+  return (entry) => {
+    const level = requestLevel(entry);
+    if (!logger.enabled(level)) return;
+    sink.write(`${logger.format === 'json' ? JSON.stringify(entry) : requestText(entry, level)}\n`);
+  };
+}

@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.ts';
+import type { EventLog } from '../logger.ts';
 import { Upstream } from './upstream.ts';
 import { detectDialect } from './detect-dialect.ts';
 import { dispatchRequest } from './upstream-body.ts';
@@ -17,9 +18,9 @@ export const MAX_DISCOVERY_BYTES = 8 * 1024 * 1024;
  */
 const DISCOVERY_TIMEOUT_MS = 15_000;
 
-/** Where the registry reports what it found (`auto` dialect choices); stderr by default. */
-export type RegistryLog = (line: string) => void;
-const stderrLog: RegistryLog = (line) => void process.stderr.write(`${line}\n`);
+/** Where the registry reports what it found (`auto` dialect choices), at a level: the gateway's Logger. */
+export type RegistryLog = EventLog;
+const stderrLog: RegistryLog = (msg) => void process.stderr.write(`sluice: ${msg}\n`);
 
 export interface ModelEntry {
   id: string;
@@ -105,7 +106,7 @@ export class Registry {
       if (u.dialect === 'auto' && u.detected === undefined) {
         const server = res.headers['server'];
         u.detected = await detectDialect(u, { server: typeof server === 'string' ? server : undefined, body: parsed });
-        this.#log(`sluice: upstream ${u.name} speaks ${u.detected.dialect} (dialect auto: ${u.redact(u.detected.reason)})`);
+        this.#log(`upstream ${u.name} speaks ${u.detected.dialect} (dialect auto: ${u.redact(u.detected.reason)})`, 'info');
       }
     } catch (err) {
       // markFailed redacts: V8's JSON.parse message quotes the text, which may be an echo of the request headers.
