@@ -89,7 +89,9 @@ export async function startGatewayWithConfig(
   } catch (err) {
     await registry.close();
     await simulator?.close();
-    throw err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_OSSL') ? new ConfigError(`tls: ${err.message}`) : err;
+    // OpenSSL's text names neither file ("PEM routines::no start line"): the line says which pair it was.
+    const files = config.tls ? ` (tls.cert_file ${config.tls.cert_file}, tls.key_file ${config.tls.key_file}: a PEM certificate and its private key)` : '';
+    throw err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_OSSL') ? new ConfigError(`tls: ${err.message}${files}`) : err;
   }
   const server = listener.server;
   try {

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, ConfigError } from '../src/config/load.ts';
 import { sim } from './helpers/gateway.ts';
+import { TestSocket } from './helpers/ws.ts';
 
 const BIN = new URL('../bin/sluice.mjs', import.meta.url).pathname;
 
@@ -105,4 +106,36 @@ test('sim and serve reject bad flags with exit code 2', async () => {
   assert.equal(b.code, 2);
   const c = await run(['frobnicate']);
   assert.equal(c.code, 2);
+});
+
+test('sluice --version, -v and version print the version from package.json and exit 0', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  for (const arg of ['--version', '-v', 'version']) {
+    const r = await run([arg]);
+    assert.equal(r.code, 0, arg);
+    assert.equal(r.stdout, `sluice ${version} (Node.js ${process.version})\n`, arg);
+    assert.equal(r.stderr, '', arg);
+  }
+});
+
+test('every URL the banner prints answers: the base URLs, both WebSocket endpoints, the probes and the metrics', async (t) => {
+  const r = await run(['serve', '--port', '0'], {}, /try: curl[^\n]*\n/);
+  t.after(() => r.child.kill('SIGTERM'));
+  const banner = r.stderr.slice(0, r.stderr.indexOf('try: curl')); // the curl line is run by the first test
+  const urls = [...new Set(banner.match(/\b(?:https?|wss?):\/\/[^\s,;()'"]+/g) ?? [])];
+  const ws = urls.filter((u) => u.startsWith('ws'));
+  assert.deepEqual(ws.map((u) => new URL(u).pathname).sort(), ['/v1/responses', '/v1/ws']);
+  assert.ok(urls.some((u) => u.endsWith('/health')) && urls.some((u) => u.endsWith('/ready')) && urls.some((u) => u.endsWith('/metrics')), banner);
+  for (const url of urls) {
+    if (url.startsWith('ws')) {
+      const socket = new TestSocket(url);
+      await socket.opened; // a 404 rejects the handshake
+      socket.ws.close();
+    } else {
+      // A base URL is what an SDK's baseURL takes: it lists models; any other URL is a GET endpoint.
+      const res = await fetch(url.endsWith('/v1') ? `${url}/models` : url);
+      assert.equal(res.status, 200, url);
+      await res.arrayBuffer();
+    }
+  }
 });

@@ -6,6 +6,8 @@ import { intOption } from './args.ts';
 import { redactUrl } from '../openai/redact.ts';
 import { levelEnabled } from '../logger.ts';
 import type { LogLevel } from '../config/schema.ts';
+import { checkUpstreamHosts } from '../upstream/check-hosts.ts';
+import { listenFailure } from './listen-failure.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -77,11 +79,17 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (values.quiet) config = { ...config, log: { ...config.log, requests: false } };
   let gateway;
   try {
+    await checkUpstreamHosts(config.upstreams);
     gateway = await startGatewayWithConfig(config);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`sluice serve: ${err.message}`);
       return 2;
+    }
+    const failure = listenFailure(err, config);
+    if (failure) {
+      console.error(`sluice serve: ${failure.message}`);
+      return failure.exitCode;
     }
     throw err;
   }
@@ -91,6 +99,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const say = (s: string, at: LogLevel = 'info'): void => {
     if (levelEnabled(level, at)) process.stderr.write(`${s}\n`);
   };
+  const root = gateway.url.replace(/\/v1$/, '');
   say(`sluice gateway listening on ${gateway.url}`);
   if (gateway.simulator) {
     say(`no upstream configured: using the built-in simulator (generated text, no model) at ${gateway.simulator.url}`);
@@ -100,11 +109,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   const models = gateway.models();
   const model = models[0] ?? 'MODEL';
-  say(`models: ${models.join(', ') || '(none discovered yet; see /ready)'}`);
+  say(`models: ${models.join(', ') || `(none discovered yet; see ${root}/ready)`}`);
   const auth = config.api_keys.length > 0 ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
   const http = config.tls ? 'HTTPS with HTTP/2 and HTTP/1.1 (ALPN)' : config.h2c ? 'HTTP/1.1 and cleartext HTTP/2 (prior knowledge)' : 'HTTP/1.1';
-  const ws = config.websocket.enabled ? `; WebSocket on ${gateway.url.replace(/^http/, 'ws')}/responses and /ws` : '';
+  // Whole URLs: a bare "/ws" beside a /v1 URL was read as the root's /ws, which is 404 (issue 13).
+  const wsBase = gateway.url.replace(/^http/, 'ws');
+  const ws = config.websocket.enabled ? `; WebSocket on ${wsBase}/responses (Responses WebSocket mode) and ${wsBase}/ws (multiplexed chat)` : '';
   say(`transports: ${http}${ws}`);
+  say(`probes: ${root}/health (live), ${root}/ready (ready)${config.metrics.enabled ? `; metrics: ${root}/metrics` : ''}`);
   say(`try: curl -N ${config.tls ? '--http2 ' : config.h2c ? '--http2-prior-knowledge ' : ''}${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
   if (!isLoopback(config.host) && config.api_keys.length === 0) {
     say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`, 'warn');

@@ -21,9 +21,12 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 const upstreamSchema = z.strictObject({
   /** OpenAI-compatible base URL ending in /v1, as the SDKs' baseURL. */
   // z.url() reports a malformed URL itself; the refinement runs anyway, so it must not throw on one.
-  url: z.url({ protocol: /^https?$/ }).refine((u) => !URL.canParse(u) || /\/v1\/?$/.test(new URL(u).pathname), {
-    message: 'must be a base URL ending in /v1',
-  }),
+  // `gpu1:8000` is the likeliest mistake (it even parses, as scheme `gpu1:`): the message shows the whole form.
+  url: z
+    .url({ protocol: /^https?$/, error: 'must be an http:// or https:// base URL ending in /v1, such as http://127.0.0.1:8000/v1' })
+    .refine((u) => !URL.canParse(u) || /\/v1\/?$/.test(new URL(u).pathname), {
+      message: 'must be a base URL ending in /v1, as the OpenAI SDKs\' baseURL (e.g. http://gpu1:8000/v1)',
+    }),
   name: z.string().min(1).optional(),
   /** Sent upstream as `Authorization: Bearer`; never logged or returned to clients. */
   api_key: z.string().min(1).optional(),
