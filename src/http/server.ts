@@ -4,6 +4,8 @@ import { SluiceError, toSluiceError } from '../errors.ts';
 import type { GatewayContext } from './context.ts';
 import { handleGenerate, type RequestInfo } from './generate.ts';
 import { sendJsonError } from './send-error.ts';
+import { hostRefusal } from './host-check.ts';
+import { contentTypeRefusal } from './content-type.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
@@ -42,6 +44,9 @@ async function route(ctx: GatewayContext, req: HttpRequest, res: HttpResponse): 
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const method = req.method ?? 'GET';
+  // /health is exempt: probes use whatever Host they like (a pod IP, a load balancer's name), and it tells nothing.
+  const badHost = path === '/health' ? undefined : hostRefusal(ctx.config, req.headers);
+  if (badHost) return sendJsonError(res, badHost);
 
   if (method === 'OPTIONS') return ctx.cors.preflight(req, res);
 
@@ -68,6 +73,8 @@ async function route(ctx: GatewayContext, req: HttpRequest, res: HttpResponse): 
   const kind = GENERATE_ROUTES[path];
   if (kind !== undefined) {
     if (method !== 'POST') return methodNotAllowed(req, res, 'POST');
+    const badType = contentTypeRefusal(req);
+    if (badType) return sendJsonError(res, badType);
     const info: RequestInfo = { id, method, path, startedPerf: performance.now() };
     return handleGenerate(ctx, kind, req, res, info);
   }
