@@ -4,6 +4,7 @@ import type { Server, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { HTTP1_OPTIONS } from './server.ts';
 import { deferContinue } from './expect-continue.ts';
+import { guardSession, HTTP2_LIMITS, type Http2Limits } from './h2-guard.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
 /** Which protocols the gateway's port speaks (config keys `tls` and `h2c`). */
@@ -12,6 +13,9 @@ export interface ListenerOptions {
   tls?: { cert: Buffer; key: Buffer } | undefined;
   /** Cleartext HTTP/2 with prior knowledge, told apart from HTTP/1.1 by the connection preface. */
   h2c: boolean;
+  /** Overrides of the HTTP/2 connection bounds (src/http/h2-guard.ts); the defaults suit every deployment, tests
+   * shorten the timeouts. */
+  http2?: Partial<Http2Limits> | undefined;
 }
 
 export type RequestHandler = (req: HttpRequest, res: HttpResponse) => void;
@@ -54,6 +58,8 @@ export function createListener(options: ListenerOptions, handler: RequestHandler
     deferContinue(req, res);
     onRequest(req, res);
   };
+  const limits: Http2Limits = { ...HTTP2_LIMITS, ...options.http2 };
+  const http2Options = { settings: { maxConcurrentStreams: limits.maxConcurrentStreams } };
   const sockets = new Set<Socket>();
   const sessions = new Set<Http2Session>();
   const track = (socket: Socket): void => {
@@ -63,10 +69,15 @@ export function createListener(options: ListenerOptions, handler: RequestHandler
   const trackSession = (session: Http2Session): void => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
+    guardSession(session, limits);
   };
 
   if (options.tls) {
-    const server = createSecureServer({ cert: options.tls.cert, key: options.tls.key, allowHTTP1: true }, onRequest);
+    const server = createSecureServer(
+      // The TLS handshake gets the HTTP/2 handshake's bound (Node's default is 120 s) for HTTP/1.1 and HTTP/2 alike.
+      { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, handshakeTimeout: limits.handshakeTimeoutMs, ...http2Options },
+      onRequest,
+    );
     server.on('connection', track);
     server.on('session', trackSession);
     server.on('upgrade', onUpgrade);
@@ -90,7 +101,7 @@ export function createListener(options: ListenerOptions, handler: RequestHandler
   http1.on('upgrade', onUpgrade);
   http1.on('checkContinue', onCheckContinue);
   if (options.h2c) {
-    const h2 = createH2cServer({}, onRequest);
+    const h2 = createH2cServer(http2Options, onRequest);
     h2.on('session', trackSession);
     h2.on('checkContinue', onCheckContinue);
     // The HTTP/1.1 server listens, so its connection tracking and request timeouts run as usual; its own connection
