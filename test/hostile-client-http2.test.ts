@@ -93,6 +93,23 @@ test('rapid reset: HEADERS then RST_STREAM, 3,000 times on one connection, is cu
   assert.ok(await serves(t, new URL(g.url).origin), 'the gateway serves new connections');
 });
 
+test('a stream reset after its whole body but before END_STREAM starts no generation', async (t) => {
+  const up = await countingUpstream(t);
+  const g = await gateway(t, { upstreams: [{ url: up.url, models: [MODEL] }], h2c: true });
+  const c = new RawH2(g.port);
+  t.after(() => c.destroy());
+  await c.connected;
+  c.preface();
+  // Node's compatibility layer ends a request whose stream closed as if its body were complete.
+  c.write(Buffer.concat([frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, postHeaders('/v1/chat/completions', '127.0.0.1', body.length)), frame(FRAME.DATA, 0, 1, body)]));
+  await new Promise((r) => setTimeout(r, 50));
+  c.write(rstStream(1, constants.NGHTTP2_CANCEL));
+  await waitFor(() => g.logs.length === 1, 2_000);
+  assert.equal(g.logs[0]?.error_code, 'SLUICE_CLIENT_ABORTED');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(up.started, 0, 'no generation for a reset stream');
+});
+
 test('an honest burst: 128 streams reset at once leave the connection open', async (t) => {
   const up = await countingUpstream(t, { itlMs: 100 });
   const g = await gateway(t, { upstreams: [{ url: up.url, models: [MODEL] }], h2c: true });

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { Http2ServerRequest } from 'node:http2';
 import type { HttpRequest } from './http-types.ts';
 import { SluiceError } from '../errors.ts';
 import { sendContinue } from './expect-continue.ts';
@@ -46,6 +47,9 @@ export async function readBody(req: HttpRequest, max: number): Promise<string> {
       req.off('error', aborted);
       req.off('close', onClose);
       if (failed) return;
+      // Node's HTTP/2 compatibility layer ends the request (EOF) when its stream closes, reset or not: a client that
+      // sent a whole body without END_STREAM and then RST_STREAM would otherwise start a generation for nobody.
+      if (isReset(req)) return aborted();
       const body = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size);
       // isUtf8 (simdutf) costs ~0.3 µs on a 2 KB body and ~4% of the decode on 16 MB, less than a fatal TextDecoder.
       if (!isUtf8(body)) return reject(new SluiceError('SLUICE_INVALID_JSON', 'The request body is not valid UTF-8; JSON text must be encoded as UTF-8 (RFC 8259 §8.1).'));
@@ -55,7 +59,7 @@ export async function readBody(req: HttpRequest, max: number): Promise<string> {
     const aborted = (err?: unknown): void =>
       fail(new SluiceError('SLUICE_CLIENT_ABORTED', 'the client stopped before sending the whole request body', { cause: err }));
     const onClose = (): void => {
-      if (!req.complete) aborted();
+      if (!req.complete || isReset(req)) aborted();
     };
     req.once('error', aborted);
     req.once('close', onClose);
@@ -66,3 +70,6 @@ export async function readBody(req: HttpRequest, max: number): Promise<string> {
 function tooLarge(req: HttpRequest, message: string): SluiceError {
   return new SluiceError('SLUICE_BODY_TOO_LARGE', message, req.httpVersionMajor === 1 ? { headers: { connection: 'close' } } : {});
 }
+
+/** An HTTP/2 request whose stream the client reset (its `complete` is true then too: the stream is closed). */
+const isReset = (req: HttpRequest): boolean => req instanceof Http2ServerRequest && req.aborted;
