@@ -242,7 +242,7 @@ test('chunked framing is exact on one kept-alive connection: a stream, a pipelin
   const g = await gateway(t, { upstreams: [{ url: s.url }] });
   const { port } = new URL(g.url);
   const body = JSON.stringify(chatBody({ messages: [{ role: 'user', content: 'héllo ✓' }] }));
-  const request = `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const request = `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   const { connect } = await import('node:net');
   const socket = connect(Number(port), '127.0.0.1');
   t.after(() => socket.destroy());

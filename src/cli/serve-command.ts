@@ -16,6 +16,9 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --config FILE     YAML config file (env SLUICE_CONFIG)
   --api-key KEY     a client key clients must send as 'Authorization: Bearer KEY', repeatable
                     (env SLUICE_API_KEYS, comma-separated)
+  --allowed-host H  a host name clients reach the gateway by, repeatable (.example.com: with subdomains; *: any);
+                    other names are refused (DNS rebinding). Default: checked only on loopback, where localhost
+                    and IP addresses pass (env SLUICE_ALLOWED_HOSTS, comma-separated)
   --heartbeat-ms N  heartbeat interval on streams (default 15000; env SLUICE_HEARTBEAT_MS)
   --tls-cert FILE   serve HTTPS with this PEM certificate (chain); HTTP/2 and HTTP/1.1 by ALPN (env SLUICE_TLS_CERT)
   --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
@@ -33,6 +36,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       upstream: { type: 'string', multiple: true },
       config: { type: 'string' },
       'api-key': { type: 'string', multiple: true },
+      'allowed-host': { type: 'string', multiple: true },
       'heartbeat-ms': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -54,6 +58,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       port: values.port === undefined ? undefined : intOption('--port', values.port, 8080, 0, 65535),
       upstreams: values.upstream,
       apiKeys: values['api-key'],
+      allowedHosts: values['allowed-host'],
       heartbeatMs: values['heartbeat-ms'] === undefined ? undefined : intOption('--heartbeat-ms', values['heartbeat-ms'], 15_000, 10),
       tlsCert: values['tls-cert'],
       tlsKey: values['tls-key'],

@@ -15,6 +15,7 @@ export interface ConfigOverrides {
   port?: number | undefined;
   upstreams?: string[] | undefined;
   apiKeys?: string[] | undefined;
+  allowedHosts?: string[] | undefined;
   heartbeatMs?: number | undefined;
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
@@ -62,6 +63,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('port', envNum('SLUICE_PORT'));
   set('heartbeat_ms', envNum('SLUICE_HEARTBEAT_MS'));
   set('api_keys', envList('SLUICE_API_KEYS'));
+  set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
   const quiet = env['SLUICE_QUIET'];
@@ -80,6 +82,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('port', flags.port);
   set('heartbeat_ms', flags.heartbeatMs);
   set('api_keys', flags.apiKeys);
+  set('allowed_hosts', flags.allowedHosts);
   setTls('cert_file', flags.tlsCert);
   setTls('key_file', flags.tlsKey);
   if (flags.h2c) raw['h2c'] = true;

@@ -34,6 +34,11 @@ const upstreamSchema = z.strictObject({
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
+  /** Host names clients may use to reach the gateway (DNS-rebinding defence, src/http/host-check.ts): `.example.com`
+   * also allows its subdomains, `*` any name. Unset: checked only when `host` is a loopback address. */
+  allowed_hosts: z
+    .array(z.string().regex(/^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$/, 'must be a host name without port (llm.example.com, .example.com for its subdomains too) or *'))
+    .optional(),
   /** Serve HTTPS: HTTP/2 and HTTP/1.1 chosen by ALPN (PEM files). */
   tls: z.strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) }).optional(),
   /** Without TLS, also accept cleartext HTTP/2 with prior knowledge (h2c) on the same port as HTTP/1.1. */

@@ -5,6 +5,7 @@ import type { GatewayContext } from '../generation/context.ts';
 import { Cors } from './cors.ts';
 import { handleGenerate } from './generate.ts';
 import { sendJsonError } from './send-error.ts';
+import { hostRefusal } from '../auth/host-check.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
@@ -44,6 +45,9 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const method = req.method ?? 'GET';
+  // /health is exempt: probes use whatever Host they like (a pod IP, a load balancer's name), and it tells nothing.
+  const badHost = path === '/health' ? undefined : hostRefusal(ctx.config, req.headers);
+  if (badHost) return sendJsonError(res, badHost);
 
   if (method === 'OPTIONS') return cors.preflight(req, res);
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SluiceError } from '../errors.ts';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
 
 /**
  * Validates client requests just enough to route them and to fail early with an OpenAI-shaped 400 naming the field.
@@ -62,6 +63,10 @@ export function parseRequest(kind: RequestKind, raw: string): ParsedRequest {
     json = JSON.parse(raw);
   } catch (err) {
     throw new SluiceError('SLUICE_INVALID_JSON', `We could not parse the JSON body of your request: ${(err as Error).message}`);
+  }
+  // Parsing is safe at any depth; what comes after (re-serializing, the engine's own parser) is not.
+  if (exceedsJsonDepth(json)) {
+    throw new SluiceError('SLUICE_INVALID_JSON', `The JSON body of your request nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep.`);
   }
   const parsed = validateRequest(kind, json);
   parsed.raw = raw;
