@@ -100,6 +100,13 @@ export const configSchema = z.strictObject({
   reasoning_field: z.enum(REASONING_FIELDS).default('reasoning_content'),
   /** On SIGTERM, in-flight streams get this long to finish before they are ended with an error frame. */
   drain_timeout_ms: ms(30_000),
+  /** How tokens are metered (docs/metering.md). */
+  metering: z
+    .strictObject({
+      /** Ask vLLM and SGLang for usage on every chunk, so a stream cut short is metered exactly. */
+      continuous_usage: z.boolean().default(true),
+    })
+    .prefault({}),
   /** Prometheus metrics on GET /metrics (docs/metrics.md). */
   metrics: z
     .strictObject({

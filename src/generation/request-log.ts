@@ -11,6 +11,11 @@ export interface RequestLogEntry {
   ttft_ms: number | undefined;
   tokens_in: number | undefined;
   tokens_out: number | undefined;
+  /**
+   * How the tokens were metered: `reported` by the engine (its usage, also on every chunk when it can, so a cut
+   * stream is exact), or `counted` from the chunks relayed when the engine reported none (docs/metering.md).
+   */
+  tokens_source: 'reported' | 'counted' | undefined;
   duration_ms: number;
   outcome: string;
   error_code: string | undefined;
