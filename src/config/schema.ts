@@ -87,6 +87,16 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   discovery_interval_ms: z.number().int().min(0).default(30_000),
+  /** Active health checks: each upstream's `/v1/models` is read on this interval, so `/ready` says whether an engine
+   * is reachable now, not only whether the last request to it failed (issue 13). */
+  health: z
+    .strictObject({
+      /** 0 = off: an upstream marked down by a failed request comes back only at a discovery round. */
+      interval_ms: ms(5_000),
+      /** One check (headers and body) must be over within this; past it the upstream is down. */
+      timeout_ms: z.number().int().min(1).default(5_000),
+    })
+    .prefault({}),
   /** Drop fields OpenAI's stream does not define (vLLM's `stop_reason`, SGLang's `matched_stop`, llama.cpp's
    * `timings`, …). Costs a parse of every chunk, so it is off by default: unknown fields are kept. */
   strip_vendor_fields: z.boolean().default(false),
