@@ -103,8 +103,18 @@ export const configSchema = z.strictObject({
   /** The reasoning key clients receive; engines write `reasoning_content` (SGLang, llama.cpp, vLLM ≤0.11) or
    * `reasoning` (Ollama, later vLLM). `both` writes both keys. */
   reasoning_field: z.enum(REASONING_FIELDS).default('reasoning_content'),
-  /** On SIGTERM, in-flight streams get this long to finish before they are ended with an error frame. */
-  drain_timeout_ms: ms(30_000),
+  /** What SIGTERM does (docs/deploy.md): `/ready` answers 503 at once, new connections are still accepted for
+   * `announce_ms` (load balancers take a few probes to deregister), then refused; streams in flight have until
+   * `timeout_ms` after the signal to finish, and only then end with `SLUICE_SHUTTING_DOWN`. */
+  drain: z
+    .strictObject({
+      announce_ms: ms(5_000),
+      /** Long enough for a long generation: minutes, not the 30 s most gateways give. */
+      timeout_ms: ms(600_000),
+    })
+    .prefault({}),
+  /** Deprecated alias of `drain.timeout_ms` (src/config/load.ts moves it there). */
+  drain_timeout_ms: z.number().int().min(0).optional(),
   /** Prometheus metrics on GET /metrics (docs/metrics.md). */
   metrics: z
     .strictObject({
