@@ -121,8 +121,11 @@ async function untilStopped(gateway: Gateway, say: (s: string) => void): Promise
       if (signal === 'SIGTERM') {
         say(`sluice: SIGTERM: draining; /ready answers 503, new connections are accepted for ${announce} ms (drain.announce_ms), streams in flight have ${timeout} ms (drain.timeout_ms); a second signal ends them at once`);
         stopping = gateway.shutdown();
+      } else if (gateway.inFlight === 0) {
+        say(`sluice: ${signal}: stopping`);
+        stopping = gateway.close();
       } else {
-        say(`sluice: ${signal}: letting streams in flight finish (up to ${timeout} ms, drain.timeout_ms); press Ctrl-C again to end them at once`);
+        say(`sluice: ${signal}: letting ${inFlight(gateway)} finish (up to ${timeout} ms, drain.timeout_ms); press Ctrl-C again to end them at once`);
         stopping = gateway.close();
       }
       void stopping.then(resolve);
