@@ -107,7 +107,7 @@ async function context(t: TestContext, upstreamUrl: string, input: Omit<ConfigIn
     await registry.close();
   });
   const logs: RequestLogEntry[] = [];
-  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set(), metrics: undefined };
+  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set(), lifecycle: { phase: 'serving' }, metrics: undefined };
   return { ctx, logs };
 }
 

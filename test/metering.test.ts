@@ -24,16 +24,19 @@ async function logged(g: { logs: Array<{ outcome: string }> }, n: number) {
 }
 
 test('an aborted vLLM stream is metered exactly: the tokens the engine generated, reported on its last chunk', async (t) => {
-  const s = await sim(t, { timing: { ttftMs: 0, itlMs: 80, tokens: 40 } });
+  // The engine generates 7 tokens, then goes silent (as a long prefill of a tool call would): the client leaves
+  // during the silence, so no token is on the wire when the abort lands and the count must match exactly.
+  const s = await sim(t, { timing: { ttftMs: 0, itlMs: 20, tokens: 40, fail: 'hang', failAfter: 7 } });
   const g = await gateway(t, { upstreams: [{ url: s.url, name: 'vllm1', dialect: 'vllm' }] });
   const aborted = once<{ tokensSent: number }>(s.events, 'aborted');
-  const text = await readThenLeave(`${g.url}/chat/completions`, chatBody(), 5);
+  const text = await readThenLeave(`${g.url}/chat/completions`, chatBody(), 7);
   assert.ok(!text.includes('"usage"'), 'the client, which asked for no usage, got none');
   const { tokensSent } = await aborted;
   await logged(g, 1);
   const log = g.logs[0]!;
   assert.equal(log.outcome, 'client_aborted');
   assert.equal(log.tokens_source, 'reported');
+  assert.equal(tokensSent, 7);
   assert.equal(log.tokens_out, tokensSent, 'exactly what the simulator generated before the client left');
   assert.ok((log.tokens_in ?? 0) > 0, 'the prompt too');
   const m = await (await fetch(g.url.replace(/\/v1$/, '/metrics'))).text();

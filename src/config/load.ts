@@ -95,6 +95,13 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
 export function validateConfig(raw: unknown, source = 'config'): Config {
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (result.success) {
+    const legacy = result.data.drain_timeout_ms;
+    if (legacy !== undefined) {
+      // The key before issue 13; configs that set it keep working. Both set would leave one silently ignored.
+      const given = (raw as { drain?: { timeout_ms?: unknown } }).drain?.timeout_ms;
+      if (given !== undefined) throw new ConfigError(`${source}: drain_timeout_ms = ${legacy}: deprecated alias of drain.timeout_ms, which is set too (keep drain.timeout_ms)`);
+      result.data.drain = { ...result.data.drain, timeout_ms: legacy };
+    }
     // With TLS, HTTP/2 is negotiated by ALPN; h2c (prior knowledge) is the cleartext way to it.
     if (result.data.tls && result.data.h2c) throw new ConfigError(`${source}: h2c = true: h2c is cleartext HTTP/2; with tls set, HTTP/2 is negotiated by ALPN (drop one of them)`);
     return result.data;

@@ -26,6 +26,9 @@ export interface Listener {
   /** The server that listens on the port. */
   readonly server: Server;
   readonly secure: boolean;
+  /** HTTP/2 sessions open now get GOAWAY: their streams in flight go on, their clients open a new connection for the
+   * next request (the first step of a shutdown; HTTP/1.1 connections get `Connection: close` on their responses). */
+  goAway(): void;
   /** Stops accepting connections: idle HTTP/1.1 connections close, HTTP/2 sessions get GOAWAY; requests in flight go on. */
   stop(): void;
   /** Ends every connection still open. */
@@ -86,6 +89,9 @@ export function createListener(options: ListenerOptions, handler: RequestHandler
     return {
       server,
       secure: true,
+      goAway() {
+        for (const s of sessions) s.close();
+      },
       stop() {
         server.close();
         for (const s of sessions) s.close();
@@ -121,6 +127,9 @@ export function createListener(options: ListenerOptions, handler: RequestHandler
   return {
     server: http1,
     secure: false,
+    goAway() {
+      for (const s of sessions) s.close(); // HTTP/2 sessions, with --h2c only
+    },
     stop() {
       http1.close();
       http1.closeIdleConnections();

@@ -95,11 +95,11 @@ export class GatewayMetrics {
     this.#inFlight = new Gauge({ name: 'sluice_streams_in_flight', help: 'Streams open right now, by model.', labelNames: ['model'], registers });
     new Gauge({
       name: 'sluice_upstream_up',
-      help: '1 when the upstream is healthy (answering, not cooling down after a failure), else 0.',
+      help: '1 when the upstream is reachable (its last check succeeded and no request has failed on it since), else 0: what /ready reports.',
       labelNames: ['upstream'],
       registers,
       collect() {
-        for (const u of upstreams) this.set({ upstream: u.name }, u.healthy ? 1 : 0);
+        for (const u of upstreams) this.set({ upstream: u.name }, u.state === 'up' ? 1 : 0);
       },
     });
     new Gauge({

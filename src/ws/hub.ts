@@ -103,6 +103,11 @@ export class WebSocketHub {
     if (this.#stopped) session.drain();
   }
 
+  /** Sockets open now. */
+  get size(): number {
+    return this.#sessions.size;
+  }
+
   /** Refuses new sockets; each open one refuses new work and closes (1001) once its generations have ended. */
   stop(): void {
     this.#stopped = true;
