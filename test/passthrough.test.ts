@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { passThroughFinishes, passThroughUsage } from '../src/sse/passthrough.ts';
+import { passThroughFinishes, passThroughRead, type UsageCut, type ReadTally } from '../src/sse/passthrough.ts';
+
+const passThroughUsage = (buf: Buffer, cut: UsageCut, tally: ReadTally): Buffer | null => passThroughRead(buf, cut, tally);
 
 const chunk = (content: string, finish: string | null = null): string =>
   `data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"finish_reason":${finish === null ? 'null' : `"${finish}"`}}]}\n\n`;
@@ -36,9 +38,9 @@ const withUsage = (content: string, completion: number, finish: string | null = 
   chunk(content, finish).replace(/}\n\n$/, `,"usage":{"prompt_tokens":7,"total_tokens":${7 + completion},"completion_tokens":${completion}}}\n\n`);
 const USAGE_ONLY = 'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":7,"total_tokens":10,"completion_tokens":3}}\n\n';
 
-test('passThroughUsage reads the running usage of every chunk and cuts what the client did not ask for', () => {
+test('passThroughRead with a usage cut reads the running usage of every chunk and cuts what the client did not ask for', () => {
   const read = withUsage('a', 1) + withUsage('b', 2) + withUsage('', 3, 'stop') + USAGE_ONLY;
-  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 };
+  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 } satisfies ReadTally;
   const all = passThroughUsage(b(read), 'all', tally);
   assert.equal(all?.toString(), chunk('a') + chunk('b') + chunk('', 'stop'), 'usage cut from every chunk, the usage chunk dropped');
   assert.deepEqual(tally, { finishes: 1, events: 3, promptTokens: 7, completionTokens: 3 });
@@ -55,8 +57,8 @@ test('passThroughUsage reads the running usage of every chunk and cuts what the 
   assert.equal(t3.completionTokens, 9);
 });
 
-test('passThroughUsage refuses what the parser must see, and counts nothing for it', () => {
-  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 };
+test('passThroughRead with a usage cut refuses what the parser must see, and counts nothing for it', () => {
+  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 } satisfies ReadTally;
   const cases: Array<[string, string]> = [
     ['usage null', chunk('a').replace(/}\n\n$/, ',"usage":null}\n\n')],
     ['usage not right after a comma', 'data: {"id":"c1", "usage":{"completion_tokens":1},"choices":[]}\n\n'],

@@ -1,6 +1,6 @@
 import type { SluiceError } from '../errors.ts';
 import type { SseEvent } from '../sse/parser.ts';
-import { passThroughTally, passThroughUsage, type UsageCut, type UsageTally } from '../sse/passthrough.ts';
+import { newTally, passThroughRead, type UsageCut } from '../sse/passthrough.ts';
 import type { ChunkNormalizer } from '../relay/normalizer.ts';
 import type { EventVerdict, StreamProtocol, TokenSource, UpstreamStream } from '../relay/protocol.ts';
 import type { StreamWriter } from '../relay/writer.ts';
@@ -35,10 +35,10 @@ export class ChatStream implements StreamProtocol {
   #choices: number;
   #normalizer: ChunkNormalizer | undefined;
   #upstream: UpstreamIdentity | undefined;
-  /** The upstream sends usage on every chunk: reads go through `passThroughUsage`. */
+  /** The upstream sends usage on every chunk: the byte pass-through reads and cuts it. */
   #continuous = false;
   /** Finish reasons and chunk events relayed, and the last usage reported (-1: none). */
-  readonly #tally: UsageTally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 };
+  readonly #tally = newTally();
 
   /** `usage`: what the client asked for; `choices`: the request's `n`. */
   constructor(o: { usage: ClientUsage; choices: number }) {
@@ -56,8 +56,7 @@ export class ChatStream implements StreamProtocol {
   }
 
   passRaw(read: Buffer): Buffer | null {
-    if (this.#continuous) return passThroughUsage(read, this.#cut, this.#tally);
-    return passThroughTally(read, this.#tally) ? read : null;
+    return passThroughRead(read, this.#continuous ? this.#cut : undefined, this.#tally);
   }
 
   get usage(): TokenUsage | undefined {

@@ -1,84 +1,27 @@
 /**
- * Recognizes an upstream read that can be forwarded byte for byte: whole `data: {"id":…}\n\n` events only (the
- * frames vLLM and OpenAI write), none of them carrying usage or an error and none being `[DONE]`. For such a read
- * the relay skips decoding, parsing and re-encoding (STYLE.md: find event boundaries in bytes, parse only what must
- * be read or rewritten). Anything else — a split event, CR line ends, another field, a usage chunk, a key or value
- * `"error"` — returns -1 and
- * takes the full parser. Pure: no I/O.
+ * Recognizes an upstream read that can be forwarded as bytes: whole `data: {"id":…}\n\n` events only (the frames
+ * vLLM and OpenAI write), none of them carrying an error and none being `[DONE]`. For such a read the relay skips
+ * decoding, parsing and re-encoding (STYLE.md: find event boundaries in bytes, parse only what must be read or
+ * rewritten). Anything else — a split event, CR line ends, another field, a key or value `"error"`, and a usage
+ * object unless the caller takes usage here — takes the full parser. Pure: no I/O.
  */
 
 const PREFIX = Buffer.from('data: {"id":"');
 const USAGE = Buffer.from('"usage"');
+const USAGE_OBJECT = Buffer.from('"usage":{');
 const ERROR = Buffer.from('"error"');
 const FINISH = Buffer.from('"finish_reason":');
+const CHOICES_EMPTY = Buffer.from('"choices":[]');
+const PROMPT_TOKENS = Buffer.from('"prompt_tokens":');
+const COMPLETION_TOKENS = Buffer.from('"completion_tokens":');
 const LF = 0x0a;
 const CR = 0x0d;
 const QUOTE = 0x22;
 const SPACE = 0x20;
-
-/** Whether `buf` holds `what` at `at`. */
-function holds(buf: Buffer, at: number, what: Buffer): boolean {
-  if (at + what.length > buf.length) return false;
-  for (let i = 0; i < what.length; i++) if (buf[at + i] !== what[i]) return false;
-  return true;
-}
-
-/** Running figures of a stream's reads passed through: finish reasons and chunk events counted. */
-export interface ReadTally {
-  finishes: number;
-  events: number;
-}
-
-/**
- * Returns the number of non-null finish reasons in `buf` when every byte of it is a plain chunk event that can be
- * passed through unchanged, or -1 when it must go through the parser (`passThroughTally`, for one read).
- */
-export function passThroughFinishes(buf: Buffer): number {
-  const tally = { finishes: 0, events: 0 };
-  return passThroughTally(buf, tally) ? tally.finishes : -1;
-}
-
-/**
- * Whether every byte of `buf` is a plain chunk event that can be passed through unchanged; if so its finish reasons
- * and events are added to `tally`. One pass over the bytes, in JavaScript: for reads of a few hundred bytes that is
- * cheaper than a handful of native `indexOf` calls.
- */
-export function passThroughTally(buf: Buffer, tally: ReadTally): boolean {
-  const len = buf.length;
-  if (len < PREFIX.length + 2 || buf[len - 1] !== LF || buf[len - 2] !== LF) return false;
-  let finishes = 0;
-  let events = 0;
-  let p = 0;
-  while (p < len) {
-    if (!holds(buf, p, PREFIX)) return false;
-    events++;
-    p += PREFIX.length;
-    for (;;) {
-      if (p >= len) return false;
-      const c = buf[p];
-      if (c === LF) break;
-      if (c === CR) return false;
-      if (c === QUOTE) {
-        const next = buf[p + 1];
-        if (next === 0x75 /* u */ && holds(buf, p, USAGE)) return false;
-        // An error object behind an `id` (`{"id":…,"object":"error"}`): the parser's in-band check must see it.
-        if (next === 0x65 /* e */ && holds(buf, p, ERROR)) return false;
-        if (next === 0x66 /* f */ && holds(buf, p, FINISH)) {
-          p += FINISH.length;
-          if (buf[p] === SPACE) p++;
-          if (buf[p] === QUOTE) finishes++;
-          continue;
-        }
-      }
-      p++;
-    }
-    if (buf[p + 1] !== LF) return false; // one data line per event
-    p += 2;
-  }
-  tally.finishes += finishes;
-  tally.events += events;
-  return true;
-}
+const COMMA = 0x2c;
+const OPEN = 0x7b;
+const CLOSE = 0x7d;
+const BACKSLASH = 0x5c;
 
 /** What to cut from the usage objects of a read whose chunks carry usage (vLLM's continuous usage stats). */
 export type UsageCut =
@@ -89,20 +32,26 @@ export type UsageCut =
   /** Every usage object, and usage-only chunks (`"choices":[]`) entirely: the client asked for no usage. */
   | 'all';
 
-/** Running figures of `passThroughUsage`: those of `ReadTally`, and the last usage seen (-1: none yet). */
-export interface UsageTally extends ReadTally {
+/**
+ * Running figures of a stream's reads passed through: finish reasons, chunk events that carry choices, and the last
+ * usage seen (-1: none yet).
+ */
+export interface ReadTally {
+  finishes: number;
+  events: number;
   promptTokens: number;
   completionTokens: number;
 }
 
-const USAGE_OBJECT = Buffer.from('"usage":{');
-const CHOICES_EMPTY = Buffer.from('"choices":[]');
-const PROMPT_TOKENS = Buffer.from('"prompt_tokens":');
-const COMPLETION_TOKENS = Buffer.from('"completion_tokens":');
-const COMMA = 0x2c;
-const OPEN = 0x7b;
-const CLOSE = 0x7d;
-const BACKSLASH = 0x5c;
+/** A fresh tally. */
+export const newTally = (): ReadTally => ({ finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 });
+
+/** Whether `buf` holds `what` at `at`. */
+function holds(buf: Buffer, at: number, what: Buffer): boolean {
+  if (at + what.length > buf.length) return false;
+  for (let i = 0; i < what.length; i++) if (buf[at + i] !== what[i]) return false;
+  return true;
+}
 
 /** A non-negative integer at `at` (after optional spaces): its value and the index after it; value -1 if none. */
 function readCount(buf: Buffer, at: number): { value: number; end: number } {
@@ -114,14 +63,25 @@ function readCount(buf: Buffer, at: number): { value: number; end: number } {
 }
 
 /**
- * `passThroughFinishes` for reads whose chunks carry a `usage` object (an engine asked for usage on every chunk, so
- * that a stream cut short is still metered exactly): one pass over the bytes that counts finish reasons, reads each
- * usage object's prompt and completion tokens into `tally`, and cuts what `cut` says from the bytes, without decoding
- * or parsing. Returns the bytes to send (the same Buffer when nothing was cut; empty when everything was), or null
- * when the read must go through the parser (anything `passThroughFinishes` refuses, other than usage, and a usage
- * object that is not where vLLM writes it: after another key).
+ * Returns the number of non-null finish reasons in `buf` when every byte of it is a plain chunk event that can be
+ * passed through unchanged, or -1 when it must go through the parser (`passThroughRead` without usage, for one read).
  */
-export function passThroughUsage(buf: Buffer, cut: UsageCut, tally: UsageTally): Buffer | null {
+export function passThroughFinishes(buf: Buffer): number {
+  const tally = newTally();
+  return passThroughRead(buf, undefined, tally) === null ? -1 : tally.finishes;
+}
+
+/**
+ * One pass over the bytes of a read, in JavaScript (for reads of a few hundred bytes, cheaper than a handful of native
+ * `indexOf` calls): returns the bytes to send, or null when the read must go through the parser. Finish reasons and
+ * chunk events are added to `tally`.
+ *
+ * With `cut` undefined, a read holding a `usage` key takes the parser, and a read that passes is returned as it is.
+ * With `cut` set (an engine asked for usage on every chunk, so that a stream cut short is still metered exactly),
+ * each usage object written where vLLM writes it (after another key) is read into `tally` and cut from the bytes as
+ * `cut` says: the same Buffer comes back when nothing was cut, an empty one when everything was.
+ */
+export function passThroughRead(buf: Buffer, cut: UsageCut | undefined, tally: ReadTally): Buffer | null {
   const len = buf.length;
   if (len < PREFIX.length + 2 || buf[len - 1] !== LF || buf[len - 2] !== LF) return null;
   let finishes = 0;
@@ -135,7 +95,6 @@ export function passThroughUsage(buf: Buffer, cut: UsageCut, tally: UsageTally):
     const eventStart = p;
     if (!holds(buf, p, PREFIX)) return null;
     p += PREFIX.length;
-    events++;
     let usageFrom = -1;
     let usageTo = -1;
     let noChoices = false;
@@ -147,8 +106,8 @@ export function passThroughUsage(buf: Buffer, cut: UsageCut, tally: UsageTally):
       if (c === QUOTE) {
         const next = buf[p + 1];
         if (next === 0x75 /* u */ && holds(buf, p, USAGE)) {
-          // `"usage":null` (vLLM completions without continuous stats) and a usage first in its object: the parser.
-          if (!holds(buf, p, USAGE_OBJECT) || buf[p - 1] !== COMMA) return null;
+          // `"usage":null` (vLLM completions without continuous stats) and a usage not after a comma: the parser.
+          if (cut === undefined || !holds(buf, p, USAGE_OBJECT) || buf[p - 1] !== COMMA) return null;
           usageFrom = p - 1;
           let q = p + USAGE_OBJECT.length;
           let depth = 1;
@@ -179,6 +138,7 @@ export function passThroughUsage(buf: Buffer, cut: UsageCut, tally: UsageTally):
           p = q;
           continue;
         }
+        // An error object behind an `id` (`{"id":…,"object":"error"}`): the parser's in-band check must see it.
         if (next === 0x65 /* e */ && holds(buf, p, ERROR)) return null;
         if (next === 0x63 /* c */ && holds(buf, p, CHOICES_EMPTY)) noChoices = true;
         if (next === 0x66 /* f */ && holds(buf, p, FINISH)) {
@@ -192,7 +152,7 @@ export function passThroughUsage(buf: Buffer, cut: UsageCut, tally: UsageTally):
     }
     if (buf[p + 1] !== LF) return null; // one data line per event
     p += 2;
-    if (noChoices) events--; // a usage-only chunk carries no answer
+    if (!noChoices) events++; // a usage-only chunk carries no answer
     if (usageFrom !== -1 && cut !== 'none') {
       if (!noChoices) (drops ??= []).push(usageFrom, usageTo);
       else if (cut === 'all') (drops ??= []).push(eventStart, p);
