@@ -219,7 +219,7 @@ export function sluiceAvailable(bin: string): boolean {
  * `sluice serve` in front of the upstream, as a user would start it, request log off (as nginx's access_log is).
  * Its output goes to `logFile`. `execArgv` takes e.g. --cpu-prof.
  */
-export function startSluice(bin: string, upstreamUrl: string, logFile: string, execArgv: string[] = []): Promise<Running> {
+export function startSluice(bin: string, upstreamUrl: string, logFile: string, execArgv: string[] = [], serveArgs: string[] = []): Promise<Running> {
   return startNodeProxy('sluice', dirname(dirname(bin)), logFile, (port) => [
     ...execArgv,
     bin,
@@ -231,6 +231,7 @@ export function startSluice(bin: string, upstreamUrl: string, logFile: string, e
     '--upstream',
     upstreamUrl,
     '--quiet',
+    ...serveArgs,
   ]);
 }
 

@@ -7,7 +7,7 @@ import type { SyscallCounts } from './syscalls.ts';
  * issue's goal with whether Sluice meets it.
  */
 
-export const TARGETS = ['direct', 'nginx', 'sluice', 'node-relay', 'node-http', 'node-raw'] as const;
+export const TARGETS = ['direct', 'nginx', 'sluice', 'sluice-b', 'node-relay', 'node-http', 'node-raw'] as const;
 export type TargetName = (typeof TARGETS)[number];
 /** What runs without `--targets`; the `node-*` reference proxies (bench/floor.ts) only when asked for. */
 export const DEFAULT_TARGETS: readonly TargetName[] = ['direct', 'nginx', 'sluice'];
@@ -200,7 +200,7 @@ export interface Section {
 
 /** The table as fixed-width text. */
 export function formatTable(sectionList: Section[], shown: readonly TargetName[]): string {
-  const header = ['figure', ...shown.map((t) => (t === 'sluice' ? 'Sluice' : t)), 'Sluice/nginx', 'goal (Sluice)', 'met'];
+  const header = ['figure', ...shown.map((t) => (t === 'sluice' ? 'Sluice' : t === 'sluice-b' ? 'Sluice B' : t)), 'Sluice/nginx', 'goal (Sluice)', 'met'];
   const lines: string[][] = [];
   const sections: { title: string; from: number }[] = [];
   for (const sec of sectionList) {

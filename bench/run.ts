@@ -47,6 +47,10 @@ Options:
   --json FILE       also write every result as JSON, for comparison across commits
   --sluice-bin FILE another checkout's bin/sluice.mjs to measure (e.g. an older commit; default this checkout's)
   --sluice-node-args="ARGS"  extra Node flags for Sluice's process, e.g. --sluice-node-args="--max-semi-space-size=16"
+  --sluice-args="ARGS"       extra 'sluice serve' flags, e.g. --sluice-args="--config bench.yaml"
+  target sluice-b   a second Sluice in the same run, side by side (--targets direct,nginx,sluice,sluice-b): another
+                    checkout (--sluice-b-bin FILE; default this one) and/or other flags (--sluice-b-args="ARGS"),
+                    e.g. a commit before and after a change, or a feature on and off
   --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
   -h, --help        this help`;
 
@@ -64,6 +68,9 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     'sluice-bin': { type: 'string' },
     'sluice-node-args': { type: 'string' },
+    'sluice-args': { type: 'string' },
+    'sluice-b-bin': { type: 'string' },
+    'sluice-b-args': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -109,6 +116,10 @@ const profiles: Profile[] = profileNames.map((name) => {
 const nginx = nginxVersion();
 const sluiceBin = resolve(flags['sluice-bin'] ?? DEFAULT_SLUICE_BIN);
 const sluice = sluiceAvailable(sluiceBin);
+const sluiceBBin = resolve(flags['sluice-b-bin'] ?? DEFAULT_SLUICE_BIN);
+const words = (raw: string | undefined): string[] => (raw ?? '').split(' ').filter((a) => a !== '');
+const sluiceArgs = words(flags['sluice-args']);
+const sluiceBArgs = words(flags['sluice-b-args']);
 const wanted: string[] = flags.targets === undefined ? [...DEFAULT_TARGETS] : flags.targets.split(',');
 for (const t of wanted) if (!(TARGETS as readonly string[]).includes(t)) die(`--targets: '${t}' is not one of ${TARGETS.join(', ')}`);
 const notes: string[] = [];
@@ -120,6 +131,10 @@ const targets: TargetName[] = TARGETS.filter((t) => {
   }
   if (t === 'sluice' && !sluice) {
     notes.push(`Sluice: ${sluiceBin} has no working 'sluice serve' (src/gateway.ts), not measured`);
+    return false;
+  }
+  if (t === 'sluice-b' && !sluiceAvailable(sluiceBBin)) {
+    notes.push(`Sluice B: ${sluiceBBin} has no working 'sluice serve' (src/gateway.ts), not measured`);
     return false;
   }
   return true;
@@ -166,7 +181,8 @@ const machine = {
   kernel: `Linux ${release()}`,
   node: process.version,
   nginx: nginx ?? 'not installed',
-  sluice: targets.includes('sluice') ? sluiceVersion(sluiceBin) : 'not measured',
+  sluice: targets.includes('sluice') ? `${sluiceVersion(sluiceBin)}${sluiceArgs.length ? ` (${sluiceArgs.join(' ')})` : ''}` : 'not measured',
+  sluiceB: targets.includes('sluice-b') ? `${sluiceVersion(sluiceBBin)}${sluiceBArgs.length ? ` (${sluiceBArgs.join(' ')})` : ''}` : 'not measured',
 };
 
 const running = new Set<{ stop(): Promise<void> }>();
@@ -187,6 +203,7 @@ const started = new Date();
 
 console.log(`Sluice benchmark, ${started.toISOString().slice(0, 10)}: ${machine.cpu}, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}, nginx ${machine.nginx}`);
 console.log(`Sluice: ${machine.sluice}`);
+if (targets.includes('sluice-b')) console.log(`Sluice B: ${machine.sluiceB}`);
 console.log(`targets: ${targets.join(', ')}; prompt ${promptBytes} bytes; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
 for (const n of notes) console.log(`note: ${n}`);
 
@@ -203,8 +220,9 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
       if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`));
       if (target === 'sluice') {
         const prof = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=sluice-${tag}.cpuprofile`];
-        proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof]);
+        proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof], sluiceArgs);
       }
+      if (target === 'sluice-b') proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceNodeArgs, sluiceBArgs);
       const floorMode = FLOOR_MODES[target];
       if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`));
     } catch (err) {

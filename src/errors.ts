@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   SLUICE_CLIENT_STALLED: { status: 408, type: 'timeout_error' },
   SLUICE_SHUTTING_DOWN: { status: 503, type: 'server_error' },
   SLUICE_ORIGIN_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
+  SLUICE_HOST_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
   SLUICE_WS_INVALID_MESSAGE: { status: 400, type: 'invalid_request_error' },
   SLUICE_WS_MESSAGE_TOO_BIG: { status: 413, type: 'invalid_request_error' },
   SLUICE_WS_UNKNOWN_MESSAGE_TYPE: { status: 400, type: 'invalid_request_error' },

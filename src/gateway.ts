@@ -10,8 +10,8 @@ import { Logger, type EventLog } from './logger.ts';
 import { createRequestHandler } from './http/server.ts';
 import { createListener, type Listener } from './http/listener.ts';
 import { WebSocketHub } from './ws/hub.ts';
-import type { GatewayContext } from './generation/context.ts';
-import { SluiceError } from './errors.ts';
+import type { GatewayContext, LifecyclePhase } from './generation/context.ts';
+import { Shutdown } from './shutdown.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
 
@@ -40,8 +40,20 @@ export interface Gateway {
   models(): string[];
   /** The built-in simulator, when no upstream was configured. */
   readonly simulator: Simulator | undefined;
-  /** Stops accepting, lets in-flight streams finish for up to `drain_timeout_ms`, then ends them with an error. */
+  /** Generations in flight (streamed or not, HTTP or WebSocket). */
+  readonly inFlight: number;
+  /** Whether it is serving, announcing its shutdown or draining (src/shutdown.ts). */
+  readonly phase: LifecyclePhase;
+  /**
+   * What SIGTERM does (src/shutdown.ts): `/ready` answers 503 at once, connections are still accepted for
+   * `drain.announce_ms`, then refused; in-flight streams have until `drain.timeout_ms` after the call to finish, then
+   * end with `SLUICE_SHUTTING_DOWN`. Resolves once every connection is closed.
+   */
+  shutdown(): Promise<void>;
+  /** As `shutdown()` without the announce window: stops accepting at once (for embedding and tests). */
   close(): Promise<void>;
+  /** Ends every stream in flight at once with `SLUICE_SHUTTING_DOWN` and closes everything (a second signal). */
+  terminate(): Promise<void>;
 }
 
 /** Starts a gateway. With no upstream configured, the built-in simulator is started in-process as its upstream. */
@@ -80,6 +92,7 @@ export async function startGatewayWithConfig(
     logger,
     version: VERSION,
     generations: new Set(),
+    lifecycle: { phase: 'serving' },
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
   };
   const hub = new WebSocketHub(ctx);
@@ -106,22 +119,20 @@ export async function startGatewayWithConfig(
   }
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  let closing: Promise<void> | undefined;
-
-  async function close(): Promise<void> {
-    listener.stop();
-    hub.stop();
-    const deadline = Date.now() + config.drain_timeout_ms;
-    while (ctx.generations.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    for (const gen of [...ctx.generations]) {
-      gen.fail(new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down'), 'shutdown');
-    }
-    hub.closeAll();
-    listener.destroyAll();
-    ticker.stop();
-    await registry.close();
-    await simulator?.close();
-  }
+  const shutdown = new Shutdown({
+    listener,
+    hub,
+    generations: ctx.generations,
+    release: async () => {
+      ticker.stop();
+      await registry.close();
+      await simulator?.close();
+    },
+    notice: logger.event,
+  });
+  // The handler reads the phase from the context, built before the listener and hub that the shutdown stops.
+  ctx.lifecycle = shutdown;
+  const drain = config.drain;
 
   return {
     url: `${listener.secure ? 'https' : 'http'}://${host}:${addr.port}/v1`,
@@ -130,7 +141,15 @@ export async function startGatewayWithConfig(
     server,
     models: () => registry.models().map((m) => m.id),
     simulator,
-    close: () => (closing ??= close()),
+    get inFlight() {
+      return ctx.generations.size;
+    },
+    get phase() {
+      return shutdown.phase;
+    },
+    shutdown: () => shutdown.begin(drain.announce_ms, drain.timeout_ms),
+    close: () => shutdown.begin(0, drain.timeout_ms),
+    terminate: () => shutdown.now(),
   };
 }
 

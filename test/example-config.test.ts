@@ -37,8 +37,11 @@ test(`${FILE}: its commented-out settings are valid too`, () => {
   assert.equal(config.api_keys.length, 2);
 });
 
+/** Keys kept only so that old files still load: the example shows their successors. */
+const DEPRECATED = new Set(['drain_timeout_ms']);
+
 test(`${FILE} shows every top-level key of the schema`, () => {
-  const missing = Object.keys(configSchema.shape).filter((key) => !new RegExp(`^#? ?${key}:|\`${key}: `, 'm').test(text));
+  const missing = Object.keys(configSchema.shape).filter((key) => !DEPRECATED.has(key) && !new RegExp(`^#? ?${key}:|\`${key}: `, 'm').test(text));
   assert.deepEqual(missing, [], `keys of src/config/schema.ts that ${FILE} does not show (set, or as '# key: value')`);
 });
 

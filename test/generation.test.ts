@@ -107,7 +107,7 @@ async function context(t: TestContext, upstreamUrl: string, input: Omit<ConfigIn
     await registry.close();
   });
   const logs: RequestLogEntry[] = [];
-  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set(), metrics: undefined };
+  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set(), lifecycle: { phase: 'serving' }, metrics: undefined };
   return { ctx, logs };
 }
 
@@ -211,7 +211,7 @@ test('a streamed generation relays the upstream events, strips the usage it aske
   assert.equal(sent.url, '/v1/chat/completions');
   assert.equal(sent.headers['x-request-id'], 'req_test');
   assert.equal(sent.headers['accept'], 'text/event-stream');
-  assert.deepEqual((JSON.parse(sent.body) as { stream_options?: unknown }).stream_options, { include_usage: true }, 'usage asked for, to meter every token');
+  assert.deepEqual((JSON.parse(sent.body) as { stream_options?: unknown }).stream_options, { include_usage: true, continuous_usage_stats: true }, 'usage asked for, on every chunk from vLLM, to meter every token');
   assert.equal(logs.length, 1);
   const log = logs[0] as RequestLogEntry;
   assert.equal(log.outcome, 'completed');

@@ -252,7 +252,7 @@ test('h2c: one cleartext port serves prior-knowledge HTTP/2, HTTP/1.1 and WebSoc
 test('HTTP/2: on shutdown an in-flight stream finishes (GOAWAY lets it), then the gateway stops', async (t) => {
   const cert = await testCert();
   const s = await sim(t, { timing: { ttftMs: 0, itlMs: 20, tokens: 10 } });
-  const g = await startGateway({ port: 0, upstreams: [{ url: s.url }], tls: { cert_file: cert.certFile, key_file: cert.keyFile }, drain_timeout_ms: 5_000, logger: () => {} });
+  const g = await startGateway({ port: 0, upstreams: [{ url: s.url }], tls: { cert_file: cert.certFile, key_file: cert.keyFile }, drain: { timeout_ms: 5_000 }, logger: () => {} });
   t.after(() => g.close());
   const session = h2(t, g.url, cert.cert);
   const ex = h2Post(session, '/v1/chat/completions', chatBody());

@@ -59,8 +59,11 @@ test('metrics after streams that complete, abort, time out and fail match what c
   assert.equal(req('client_aborted'), 1);
   assert.equal(req('rejected', '', ''), 1);
   assert.ok(!m.includes('no-such-model-xyz'), 'an unknown model name is not a label');
-  assert.equal(sample(m, 'sluice_tokens_total', { model: 'sluice-sim', type: 'completion' }), completion + (g.logs.find((l) => l.outcome === 'client_aborted')?.tokens_out ?? 0));
-  assert.equal(sample(m, 'sluice_tokens_total', { model: 'sluice-sim', type: 'prompt' }), prompt + (g.logs.find((l) => l.outcome === 'client_aborted')?.tokens_in ?? 0));
+  const aborted = g.logs.find((l) => l.outcome === 'client_aborted');
+  assert.equal(aborted?.tokens_source, 'reported', 'the simulator (vLLM) reports usage on every chunk: the aborted stream is metered exactly');
+  const reported = { model: 'sluice-sim', source: 'reported' };
+  assert.equal(sample(m, 'sluice_tokens_total', { ...reported, type: 'completion' }), completion + (aborted?.tokens_out ?? 0));
+  assert.equal(sample(m, 'sluice_tokens_total', { ...reported, type: 'prompt' }), prompt + (aborted?.tokens_in ?? 0));
   const genAi = { gen_ai_operation_name: 'chat', gen_ai_request_model: 'sluice-sim' };
   assert.equal(sample(m, 'gen_ai_server_time_to_first_token_seconds_count', genAi), 2, 'TTFT for the completed streams');
   assert.equal(sample(m, 'gen_ai_server_time_per_output_token_seconds_count', genAi), 2);

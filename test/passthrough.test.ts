@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { passThroughFinishes } from '../src/sse/passthrough.ts';
+import { passThroughFinishes, passThroughRead, type UsageCut, type ReadTally } from '../src/sse/passthrough.ts';
+
+const passThroughUsage = (buf: Buffer, cut: UsageCut, tally: ReadTally): Buffer | null => passThroughRead(buf, cut, tally);
 
 const chunk = (content: string, finish: string | null = null): string =>
   `data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"finish_reason":${finish === null ? 'null' : `"${finish}"`}}]}\n\n`;
@@ -30,4 +32,40 @@ test('anything that needs the parser is refused', () => {
     ['empty', ''],
   ];
   for (const [name, text] of cases) assert.equal(passThroughFinishes(b(text)), -1, name);
+});
+
+const withUsage = (content: string, completion: number, finish: string | null = null): string =>
+  chunk(content, finish).replace(/}\n\n$/, `,"usage":{"prompt_tokens":7,"total_tokens":${7 + completion},"completion_tokens":${completion}}}\n\n`);
+const USAGE_ONLY = 'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":7,"total_tokens":10,"completion_tokens":3}}\n\n';
+
+test('passThroughRead with a usage cut reads the running usage of every chunk and cuts what the client did not ask for', () => {
+  const read = withUsage('a', 1) + withUsage('b', 2) + withUsage('', 3, 'stop') + USAGE_ONLY;
+  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 } satisfies ReadTally;
+  const all = passThroughUsage(b(read), 'all', tally);
+  assert.equal(all?.toString(), chunk('a') + chunk('b') + chunk('', 'stop'), 'usage cut from every chunk, the usage chunk dropped');
+  assert.deepEqual(tally, { finishes: 1, events: 3, promptTokens: 7, completionTokens: 3 });
+  const t2 = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 };
+  assert.equal(passThroughUsage(b(read), 'chunks', t2)?.toString(), chunk('a') + chunk('b') + chunk('', 'stop') + USAGE_ONLY, 'the final usage chunk stays');
+  const same = b(read);
+  assert.equal(passThroughUsage(same, 'none', { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 }), same, 'nothing cut: the same bytes');
+  assert.equal(passThroughUsage(b(USAGE_ONLY), 'all', t2)?.length, 0, 'a read of nothing but the usage chunk sends nothing');
+  // Nested usage details and spaces are read and cut whole.
+  const nested = chunk('x').replace(/}\n\n$/, ',"usage":{"prompt_tokens": 5,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens": 9}}\n\n');
+  const t3 = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 };
+  assert.equal(passThroughUsage(b(nested), 'all', t3)?.toString(), chunk('x'));
+  assert.equal(t3.promptTokens, 5);
+  assert.equal(t3.completionTokens, 9);
+});
+
+test('passThroughRead with a usage cut refuses what the parser must see, and counts nothing for it', () => {
+  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 } satisfies ReadTally;
+  const cases: Array<[string, string]> = [
+    ['usage null', chunk('a').replace(/}\n\n$/, ',"usage":null}\n\n')],
+    ['usage not right after a comma', 'data: {"id":"c1", "usage":{"completion_tokens":1},"choices":[]}\n\n'],
+    ['split usage', withUsage('a', 1).slice(0, -20)],
+    ['error', 'data: {"id":"c1","object":"error","message":"x"}\n\n'],
+    ['[DONE]', withUsage('a', 1) + 'data: [DONE]\n\n'],
+  ];
+  for (const [name, text] of cases) assert.equal(passThroughUsage(b(text), 'all', tally), null, name);
+  assert.deepEqual(tally, { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 });
 });

@@ -52,7 +52,7 @@ function setup(timeouts: Partial<{ firstByteMs: number; idleMs: number; totalMs:
   const writer = new RecordingWriter();
   const results: RelayResult[] = [];
   const relay = new StreamRelay({
-    protocol: new ChatStream({ clientWantsUsage: false, choices: 1 }),
+    protocol: new ChatStream({ usage: { final: false, continuous: false }, choices: 1 }),
     writer,
     ticker,
     heartbeatMs: 15_000,

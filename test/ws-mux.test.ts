@@ -248,7 +248,7 @@ test('/v1/ws: a reader stalled past client_stall_ms is dropped and its upstream 
 
 test('/v1/ws: on shutdown, running generations finish, new ones are refused, then the socket closes with 1001', async (t) => {
   const s = await sim(t, { timing: { ttftMs: 0, itlMs: 20, tokens: 10 } });
-  const g = await startGateway({ port: 0, upstreams: [{ url: s.url }], drain_timeout_ms: 5_000, logger: () => {} });
+  const g = await startGateway({ port: 0, upstreams: [{ url: s.url }], drain: { timeout_ms: 5_000 }, logger: () => {} });
   t.after(() => g.close());
   const ws = await openSocket(t, wsUrl(g.url, '/ws'));
   ws.send(create('a', 'x'));
@@ -261,8 +261,8 @@ test('/v1/ws: on shutdown, running generations finish, new ones are refused, the
   assert.equal((await ws.closed).code, 1001);
   await closing;
 
-  // Past drain_timeout_ms, a generation still running ends with the shutdown error.
-  const g2 = await startGateway({ port: 0, upstreams: [{ url: s.url }], drain_timeout_ms: 100, logger: () => {} });
+  // Past drain.timeout_ms, a generation still running ends with the shutdown error.
+  const g2 = await startGateway({ port: 0, upstreams: [{ url: s.url }], drain: { timeout_ms: 100 }, logger: () => {} });
   const ws2 = await openSocket(t, wsUrl(g2.url, '/ws'));
   ws2.send(create('long', 'x', { tokens: 1_000 }));
   await ws2.waitFor((m) => m['type'] === 'chunk');

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { ConfigError, loadConfig } from '../config/load.ts';
-import { startGatewayWithConfig } from '../gateway.ts';
+import { startGatewayWithConfig, type Gateway } from '../gateway.ts';
 import { intOption } from './args.ts';
 import { redactUrl } from '../openai/redact.ts';
 import { levelEnabled } from '../logger.ts';
@@ -20,6 +20,9 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --config FILE     YAML config file (env SLUICE_CONFIG)
   --api-key KEY     a client key clients must send as 'Authorization: Bearer KEY', repeatable
                     (env SLUICE_API_KEYS, comma-separated)
+  --allowed-host H  a host name clients reach the gateway by, repeatable (.example.com: with subdomains; *: any);
+                    other names are refused (DNS rebinding). Default: checked only on loopback, where localhost
+                    and IP addresses pass (env SLUICE_ALLOWED_HOSTS, comma-separated)
   --heartbeat-ms N  heartbeat interval on streams (default 15000; env SLUICE_HEARTBEAT_MS)
   --tls-cert FILE   serve HTTPS with this PEM certificate (chain); HTTP/2 and HTTP/1.1 by ALPN (env SLUICE_TLS_CERT)
   --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
@@ -39,6 +42,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       upstream: { type: 'string', multiple: true },
       config: { type: 'string' },
       'api-key': { type: 'string', multiple: true },
+      'allowed-host': { type: 'string', multiple: true },
       'heartbeat-ms': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -62,6 +66,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       port: values.port === undefined ? undefined : intOption('--port', values.port, 8080, 0, 65535),
       upstreams: values.upstream,
       apiKeys: values['api-key'],
+      allowedHosts: values['allowed-host'],
       heartbeatMs: values['heartbeat-ms'] === undefined ? undefined : intOption('--heartbeat-ms', values['heartbeat-ms'], 15_000, 10),
       tlsCert: values['tls-cert'],
       tlsKey: values['tls-key'],
@@ -121,13 +126,49 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (!isLoopback(config.host) && config.api_keys.length === 0) {
     say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`, 'warn');
   }
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  say('sluice: shutting down; letting in-flight streams finish');
-  await gateway.close();
+  if (config.drain_timeout_ms !== undefined) say(`sluice: drain_timeout_ms is deprecated; it was read as drain.timeout_ms = ${config.drain.timeout_ms}`, 'warn');
+  await untilStopped(gateway, say);
   return 0;
+}
+
+/**
+ * Runs until a signal, then shuts down (src/shutdown.ts, docs/deploy.md). SIGTERM is how orchestrators stop a
+ * process: it gets the announce window, so load balancers deregister the instance before it stops listening.
+ * SIGINT is a terminal's Ctrl-C, with no balancer in front: it skips the window; in-flight streams still finish.
+ * A second signal of either kind ends everything at once. The handlers stay installed until the process exits, so
+ * no signal kills it with a non-zero code mid-shutdown.
+ */
+async function untilStopped(gateway: Gateway, say: (s: string) => void): Promise<void> {
+  const { announce_ms: announce, timeout_ms: timeout } = gateway.config.drain;
+  let stopping: Promise<void> | undefined;
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (stopping !== undefined) {
+        say(`sluice: ${signal} again: ending ${inFlight(gateway)} at once`);
+        void gateway.terminate().then(resolve);
+        return;
+      }
+      if (signal === 'SIGTERM') {
+        say(`sluice: SIGTERM: draining; /ready answers 503, new connections are accepted for ${announce} ms (drain.announce_ms), streams in flight have ${timeout} ms (drain.timeout_ms); a second signal ends them at once`);
+        stopping = gateway.shutdown();
+      } else if (gateway.inFlight === 0) {
+        say(`sluice: ${signal}: stopping`);
+        stopping = gateway.close();
+      } else {
+        say(`sluice: ${signal}: letting ${inFlight(gateway)} finish (up to ${timeout} ms, drain.timeout_ms); press Ctrl-C again to end them at once`);
+        stopping = gateway.close();
+      }
+      void stopping.then(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  say('sluice: stopped');
+}
+
+function inFlight(gateway: Gateway): string {
+  const n = gateway.inFlight;
+  return n === 1 ? '1 stream in flight' : `${n} streams in flight`;
 }
 
 function hasUserinfo(url: string): boolean {

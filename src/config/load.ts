@@ -15,6 +15,7 @@ export interface ConfigOverrides {
   port?: number | undefined;
   upstreams?: string[] | undefined;
   apiKeys?: string[] | undefined;
+  allowedHosts?: string[] | undefined;
   heartbeatMs?: number | undefined;
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
@@ -64,6 +65,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('port', envNum('SLUICE_PORT'));
   set('heartbeat_ms', envNum('SLUICE_HEARTBEAT_MS'));
   set('api_keys', envList('SLUICE_API_KEYS'));
+  set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
   const quiet = env['SLUICE_QUIET'];
@@ -87,6 +89,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('port', flags.port);
   set('heartbeat_ms', flags.heartbeatMs);
   set('api_keys', flags.apiKeys);
+  set('allowed_hosts', flags.allowedHosts);
   setTls('cert_file', flags.tlsCert);
   setTls('key_file', flags.tlsKey);
   if (flags.h2c) raw['h2c'] = true;
@@ -101,6 +104,13 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
 export function validateConfig(raw: unknown, source = 'config'): Config {
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (result.success) {
+    const legacy = result.data.drain_timeout_ms;
+    if (legacy !== undefined) {
+      // The key before issue 13; configs that set it keep working. Both set would leave one silently ignored.
+      const given = (raw as { drain?: { timeout_ms?: unknown } }).drain?.timeout_ms;
+      if (given !== undefined) throw new ConfigError(`${source}: drain_timeout_ms = ${legacy}: deprecated alias of drain.timeout_ms, which is set too (keep drain.timeout_ms)`);
+      result.data.drain = { ...result.data.drain, timeout_ms: legacy };
+    }
     // With TLS, HTTP/2 is negotiated by ALPN; h2c (prior knowledge) is the cleartext way to it.
     if (result.data.tls && result.data.h2c) throw new ConfigError(`${source}: h2c = true: h2c is cleartext HTTP/2; with tls set, HTTP/2 is negotiated by ALPN (drop one of them)`);
     return result.data;

@@ -42,6 +42,11 @@ const upstreamSchema = z.strictObject({
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
+  /** Host names clients may use to reach the gateway (DNS-rebinding defence, src/http/host-check.ts): `.example.com`
+   * also allows its subdomains, `*` any name. Unset: checked only when `host` is a loopback address. */
+  allowed_hosts: z
+    .array(z.string().regex(/^(\*|\.?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])$/, 'must be a host name without port (llm.example.com, .example.com for its subdomains too) or *'))
+    .optional(),
   /** Serve HTTPS: HTTP/2 and HTTP/1.1 chosen by ALPN (PEM files). */
   tls: z.strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) }).optional(),
   /** Without TLS, also accept cleartext HTTP/2 with prior knowledge (h2c) on the same port as HTTP/1.1. */
@@ -95,14 +100,41 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   discovery_interval_ms: z.number().int().min(0).default(30_000),
+  /** Active health checks: each upstream's `/v1/models` is read on this interval, so `/ready` says whether an engine
+   * is reachable now, not only whether the last request to it failed (issue 13). */
+  health: z
+    .strictObject({
+      /** 0 = off: an upstream marked down by a failed request comes back only at a discovery round. */
+      interval_ms: ms(5_000),
+      /** One check (headers and body) must be over within this; past it the upstream is down. */
+      timeout_ms: z.number().int().min(1).default(5_000),
+    })
+    .prefault({}),
   /** Drop fields OpenAI's stream does not define (vLLM's `stop_reason`, SGLang's `matched_stop`, llama.cpp's
    * `timings`, …). Costs a parse of every chunk, so it is off by default: unknown fields are kept. */
   strip_vendor_fields: z.boolean().default(false),
   /** The reasoning key clients receive; engines write `reasoning_content` (SGLang, llama.cpp, vLLM ≤0.11) or
    * `reasoning` (Ollama, later vLLM). `both` writes both keys. */
   reasoning_field: z.enum(REASONING_FIELDS).default('reasoning_content'),
-  /** On SIGTERM, in-flight streams get this long to finish before they are ended with an error frame. */
-  drain_timeout_ms: ms(30_000),
+  /** What SIGTERM does (docs/deploy.md): `/ready` answers 503 at once, new connections are still accepted for
+   * `announce_ms` (load balancers take a few probes to deregister), then refused; streams in flight have until
+   * `timeout_ms` after the signal to finish, and only then end with `SLUICE_SHUTTING_DOWN`. */
+  drain: z
+    .strictObject({
+      announce_ms: ms(5_000),
+      /** Long enough for a long generation: minutes, not the 30 s most gateways give. */
+      timeout_ms: ms(600_000),
+    })
+    .prefault({}),
+  /** Deprecated alias of `drain.timeout_ms` (src/config/load.ts moves it there). */
+  drain_timeout_ms: z.number().int().min(0).optional(),
+  /** How tokens are metered (docs/metering.md). */
+  metering: z
+    .strictObject({
+      /** Ask vLLM and SGLang for usage on every chunk, so a stream cut short is metered exactly. */
+      continuous_usage: z.boolean().default(true),
+    })
+    .prefault({}),
   /** Prometheus metrics on GET /metrics (docs/metrics.md). */
   metrics: z
     .strictObject({

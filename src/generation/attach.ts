@@ -1,6 +1,6 @@
 import { isErrorBody, safeContentType } from '../openai/upstream-error.ts';
 import { upstreamFailure } from '../openai/upstream-failure.ts';
-import type { ChunkNormalizer } from '../relay/normalizer.ts';
+import type { UpstreamStream } from '../relay/protocol.ts';
 import type { StreamRelay } from '../relay/stream-relay.ts';
 import { streamCoding } from '../upstream/content-encoding.ts';
 import type { Forwarded } from './forward.ts';
@@ -15,7 +15,7 @@ export const MAX_ERROR_BYTES = 64 * 1024;
  * request, unknown model upstream, context too long), a 2xx whose body is an error, a 2xx that is not a stream, a
  * compressed stream, a redirect.
  */
-export async function attachStreamAnswer(relay: StreamRelay, forwarded: Forwarded, normalizer: () => ChunkNormalizer | undefined): Promise<void> {
+export async function attachStreamAnswer(relay: StreamRelay, forwarded: Forwarded, source: () => UpstreamStream): Promise<void> {
   const { upstream, response } = forwarded;
   const { statusCode, headers, body } = response;
   if (relay.finished) {
@@ -31,7 +31,7 @@ export async function attachStreamAnswer(relay: StreamRelay, forwarded: Forwarde
       relay.fail(upstreamFailure({ kind: 'encoded_stream', upstream: upstream.name, coding }));
       return;
     }
-    relay.attach(body, normalizer(), upstream);
+    relay.attach(body, source());
     return;
   }
   const { text } = await body.text(MAX_ERROR_BYTES);

@@ -7,6 +7,13 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
 
+/**
+ * Where a gateway is in its life (src/shutdown.ts): `serving`; `announcing` its shutdown (SIGTERM: `/ready` answers
+ * 503 and every connection is still served, so load balancers deregister it); `draining` (no new connections or
+ * requests; generations in flight finish).
+ */
+export type LifecyclePhase = 'serving' | 'announcing' | 'draining';
+
 /** What every generation and transport adapter of one gateway shares. */
 export interface GatewayContext {
   config: Config;
@@ -19,6 +26,8 @@ export interface GatewayContext {
   version: string;
   /** Generations in flight (streamed or not), for draining on shutdown. */
   generations: Set<Generation>;
+  /** Read by the HTTP handler for `/ready` and to send clients elsewhere once shutdown began. */
+  lifecycle: { readonly phase: LifecyclePhase };
   /** Prometheus metrics; undefined when `metrics.enabled` is false. */
   metrics: GatewayMetrics | undefined;
 }

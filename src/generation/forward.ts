@@ -9,7 +9,8 @@ import { isBrokenHttp } from '../upstream/protocol-failure.ts';
 export interface ForwardRequest {
   /** OpenAI path, e.g. `/chat/completions`. */
   path: string;
-  body: string;
+  /** The body for one replica (it may differ by the engine's dialect). */
+  body: (upstream: Upstream) => string;
   headers: Record<string, string>;
   signal: AbortSignal;
   /** Largest error body read from an upstream. */
@@ -72,7 +73,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
     try {
       response = await dispatchRequest(
         upstream.pool,
-        { method: 'POST', path: upstream.path(req.path), ...requestBody(req.body, upstream.headers(req.headers)) },
+        { method: 'POST', path: upstream.path(req.path), ...requestBody(req.body(upstream), upstream.headers(req.headers)) },
         req.signal,
       );
     } catch (err) {

@@ -43,7 +43,10 @@ export interface UnaryResponder {
 /** A request admitted and routed: its replicas, best first, and what to send them. */
 interface Routed {
   replicas: Upstream[];
-  body: string;
+  /** The body for one replica: with `continuous_usage_stats` for the engines that take it. */
+  body: (upstream: Upstream) => string;
+  /** Whether this replica is asked for usage on every chunk. */
+  continuousUsage: (upstream: Upstream) => boolean;
   headers: Record<string, string>;
 }
 
@@ -128,7 +131,10 @@ export class Generation {
     const t = ctx.config.timeouts;
     let forwarded: Forwarded | undefined;
     const relay = new StreamRelay({
-      protocol: this.#kind === 'responses' ? new ResponsesStream() : new ChatStream({ clientWantsUsage: parsed.wantsUsage, choices: parsed.choices }),
+      protocol:
+        this.#kind === 'responses'
+          ? new ResponsesStream()
+          : new ChatStream({ usage: { final: parsed.wantsUsage, continuous: parsed.wantsContinuousUsage }, choices: parsed.choices }),
       writer,
       ticker: ctx.ticker,
       heartbeatMs: ctx.config.heartbeat_ms,
@@ -155,11 +161,14 @@ export class Generation {
     const kind = this.#kind;
     try {
       // The engine's dialect is normalized on the way through (none for vLLM: its stream is OpenAI's already).
-      await attachStreamAnswer(relay, forwarded, () =>
-        kind === 'responses' || kind === 'embeddings'
-          ? undefined
-          : createNormalizer(upstream.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields }),
-      );
+      await attachStreamAnswer(relay, forwarded, () => ({
+        upstream,
+        continuousUsage: routed.continuousUsage(upstream),
+        normalizer:
+          kind === 'responses' || kind === 'embeddings'
+            ? undefined
+            : createNormalizer(upstream.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields }),
+      }));
     } catch (err) {
       relay.fail(toSluiceError(err));
     }
@@ -190,6 +199,7 @@ export class Generation {
       const usage = readUsage(answer.body);
       log.tokens_in = usage?.promptTokens;
       log.tokens_out = usage?.completionTokens;
+      if (usage) log.tokens_source = 'reported';
       log.status = answer.status;
       if (controller.signal.aborted) throw controller.signal.reason;
       this.#answered = true;
@@ -263,9 +273,17 @@ export class Generation {
         : new SluiceError('SLUICE_MODEL_NOT_FOUND', `The model '${parsed.model}' does not exist. Available models: ${known.join(', ') || '(none)'}.`, { param: 'model', wireCode: 'model_not_found' });
     }
     this.#model = parsed.model;
+    const id = registry.resolve(parsed.model);
+    // vLLM and SGLang put the running usage on every chunk when asked (`continuous_usage_stats`): a stream cut short
+    // is then metered exactly (docs/metering.md). Other engines may refuse the unknown option, so only these two.
+    const metered = stream && (parsed.kind === 'chat' || parsed.kind === 'completion') && this.#ctx.config.metering.continuous_usage;
+    const continuousUsage = (u: Upstream): boolean => metered && CONTINUOUS_USAGE_DIALECTS.has(u.activeDialect);
+    let plain: string | undefined;
+    let continuous: string | undefined;
     return {
       replicas,
-      body: upstreamBody(parsed, registry.resolve(parsed.model)),
+      body: (u) => (continuousUsage(u) ? (continuous ??= upstreamBody(parsed, id, true)) : (plain ??= upstreamBody(parsed, id))),
+      continuousUsage,
       headers: { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': this.log.id },
     };
   }
@@ -278,7 +296,9 @@ export class Generation {
     log.status = opened ? 200 : (r.error?.status ?? 200);
     // From the request's arrival at the gateway, as the metric is.
     log.ttft_ms = r.firstEventAt === undefined ? undefined : round(r.firstEventAt - this.#startedPerf);
-    log.tokens_in = r.usage?.promptTokens;
+    log.tokens_source = r.tokenSource;
+    // Counted from the chunks relayed: the prompt's tokens are not known.
+    log.tokens_in = r.tokenSource === 'counted' ? undefined : r.usage?.promptTokens;
     log.tokens_out = r.usage?.completionTokens;
     this.#end();
   }
@@ -303,6 +323,7 @@ export class Generation {
       tpotSeconds: completed && first !== undefined && last !== undefined && tokens !== undefined && tokens >= 2 ? (last - first) / 1000 / (tokens - 1) : undefined,
       promptTokens: log.tokens_in,
       completionTokens: tokens,
+      tokenSource: log.tokens_source ?? 'reported',
       overheadSeconds: this.#dispatchPerf === undefined ? undefined : (this.#dispatchPerf - from) / 1000,
       heartbeats: r?.heartbeats ?? 0,
     });
@@ -325,6 +346,9 @@ export class Generation {
     this.#onEnd?.();
   }
 }
+
+/** Engines that take `stream_options.continuous_usage_stats`. */
+const CONTINUOUS_USAGE_DIALECTS: ReadonlySet<string> = new Set(['vllm', 'sglang']);
 
 const OPERATIONS: Record<RequestKind, string> = { chat: 'chat', responses: 'chat', completion: 'text_completion', embeddings: 'embeddings' };
 
@@ -349,6 +373,7 @@ function newLogEntry(o: GenerationOrigin): RequestLogEntry {
     ttft_ms: undefined,
     tokens_in: undefined,
     tokens_out: undefined,
+    tokens_source: undefined,
     duration_ms: 0,
     outcome: 'completed',
     error_code: undefined,

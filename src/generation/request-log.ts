@@ -14,6 +14,11 @@ export interface RequestLogEntry {
   ttft_ms: number | undefined;
   tokens_in: number | undefined;
   tokens_out: number | undefined;
+  /**
+   * How the tokens were metered: `reported` by the engine (its usage, also on every chunk when it can, so a cut
+   * stream is exact), or `counted` from the chunks relayed when the engine reported none (docs/metering.md).
+   */
+  tokens_source: 'reported' | 'counted' | undefined;
   duration_ms: number;
   outcome: string;
   error_code: string | undefined;
@@ -39,7 +44,7 @@ export function requestLevel(e: RequestLogEntry): LogLevel {
 
 /**
  * The text form: `TS LEVEL METHOD PATH STATUS OUTCOME [error=CODE] model=… upstream=… ttft=…ms tokens=in/out
- * DURATIONms id=…`, fields the request never reached left out.
+ * [(counted)] DURATIONms id=…`, fields the request never reached left out.
  */
 export function requestText(e: RequestLogEntry, level: LogLevel): string {
   const words = [e.ts, level, e.method, textValue(e.path), String(e.status), e.outcome];
@@ -47,7 +52,10 @@ export function requestText(e: RequestLogEntry, level: LogLevel): string {
   if (e.model !== undefined) words.push(`model=${textValue(e.model)}`);
   if (e.upstream !== undefined) words.push(`upstream=${textValue(e.upstream)}`);
   if (e.ttft_ms !== undefined) words.push(`ttft=${e.ttft_ms}ms`);
-  if (e.tokens_in !== undefined || e.tokens_out !== undefined) words.push(`tokens=${e.tokens_in ?? '-'}/${e.tokens_out ?? '-'}`);
+  if (e.tokens_in !== undefined || e.tokens_out !== undefined) {
+    // Counted from the relayed chunks rather than reported by the engine (docs/metering.md): said, since it may differ.
+    words.push(`tokens=${e.tokens_in ?? '-'}/${e.tokens_out ?? '-'}${e.tokens_source === 'counted' ? ' (counted)' : ''}`);
+  }
   words.push(`${e.duration_ms}ms`, `id=${textValue(e.id)}`);
   return words.join(' ');
 }

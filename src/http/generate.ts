@@ -6,6 +6,7 @@ import type { GatewayContext } from '../generation/context.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { readBody } from './body.ts';
 import { watchClientGone } from './client-gone.ts';
+import { contentTypeRefusal } from './content-type.ts';
 import { sendJsonError } from './send-error.ts';
 import { Http1SseWriter } from './sse-writer-h1.ts';
 import { Http2SseWriter } from './sse-writer-h2.ts';
@@ -22,6 +23,9 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
   const unwatch = watchClientGone(req, res, () => gen.cancel());
   let parsed;
   try {
+    // application/json only: a cross-site page's "simple" POST (text/plain, a form) gets no CORS preflight.
+    const badType = contentTypeRefusal(req);
+    if (badType) throw badType;
     const body = await readBody(req, ctx.config.limits.max_body_bytes);
     gen.received();
     parsed = parseRequest(origin.kind, body);

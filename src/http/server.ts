@@ -1,10 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { newRequestId } from '../generation/request-id.ts';
 import { SluiceError, toSluiceError } from '../errors.ts';
-import type { GatewayContext } from '../generation/context.ts';
+import type { GatewayContext, LifecyclePhase } from '../generation/context.ts';
 import { Cors } from './cors.ts';
 import { handleGenerate } from './generate.ts';
 import { sendJsonError } from './send-error.ts';
+import { hostRefusal } from '../auth/host-check.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 
@@ -40,23 +41,22 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
   res.setHeader('x-request-id', id);
   res.setHeader('x-sluice-gateway', ctx.version);
   cors.apply(req, res);
+  const phase = ctx.lifecycle.phase;
+  // Shutting down: each HTTP/1.1 connection closes after its response, so a client (or a load balancer's kept-alive
+  // connection) opens a new one, which lands elsewhere; HTTP/2 sessions got GOAWAY instead (src/shutdown.ts).
+  if (phase !== 'serving' && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const method = req.method ?? 'GET';
+  // /health is exempt: probes use whatever Host they like (a pod IP, a load balancer's name), and it tells nothing.
+  const badHost = path === '/health' ? undefined : hostRefusal(ctx.config, req.headers);
+  if (badHost) return sendJsonError(res, badHost);
 
   if (method === 'OPTIONS') return cors.preflight(req, res);
 
   if (path === '/health') return json(res, 200, { status: 'ok' });
-  if (path === '/ready') {
-    // With client keys configured, an unauthenticated probe (a load balancer's) sees health, not the models that
-    // /v1/models protects nor the upstreams' errors; a valid key sees everything.
-    const full = !ctx.keys.enabled || ctx.keys.check(req.headers.authorization);
-    const upstreams = ctx.registry.upstreams.map((u) =>
-      full ? { name: u.name, healthy: u.healthy, models: [...u.models], ...(u.lastError ? { error: u.lastError } : {}) } : { name: u.name, healthy: u.healthy },
-    );
-    return json(res, ctx.registry.anyHealthy ? 200 : 503, { status: ctx.registry.anyHealthy ? 'ready' : 'unavailable', upstreams });
-  }
+  if (path === '/ready') return ready(ctx, req, res, phase);
 
   if (path === '/metrics' && ctx.metrics) {
     // Behind the client keys when there are any: the figures name models and upstreams (docs/metrics.md).
@@ -78,10 +78,40 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
   const kind = GENERATE_ROUTES[path];
   if (kind !== undefined) {
     if (method !== 'POST') return methodNotAllowed(req, res, 'POST');
+    // Past the announce window: a request on a connection opened before it (HTTP/1.1 keep-alive) is turned away,
+    // with the status a load balancer retries elsewhere. During the window requests are served as usual.
+    if (phase === 'draining') {
+      req.resume();
+      return sendJsonError(res, new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'));
+    }
     return handleGenerate(ctx, req, res, { id, method, path, kind, startedPerf: performance.now() });
   }
   req.resume();
   sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));
+}
+
+/**
+ * `/ready`: 200 while the gateway takes requests and some upstream is reachable now (src/upstream/registry.ts: active
+ * checks and failed requests), else 503. With client keys configured, an unauthenticated probe (a load balancer's)
+ * sees each upstream's name and health, not the models that /v1/models protects nor the upstreams' errors; a valid
+ * key sees everything.
+ */
+function ready(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, phase: LifecyclePhase): void {
+  const full = !ctx.keys.enabled || ctx.keys.check(req.headers.authorization);
+  const upstreams = ctx.registry.upstreams.map((u) => {
+    const healthy = u.state === 'up';
+    if (!full) return { name: u.name, healthy };
+    return {
+      name: u.name,
+      healthy,
+      state: u.state,
+      last_check: u.lastCheck === undefined ? null : new Date(u.lastCheck).toISOString(),
+      models: [...u.models],
+      ...(u.lastError ? { error: u.lastError } : {}),
+    };
+  });
+  const status = phase !== 'serving' ? 'draining' : ctx.registry.anyHealthy ? 'ready' : 'unavailable';
+  json(res, status === 'ready' ? 200 : 503, { status, upstreams });
 }
 
 function unauthorized(req: HttpRequest, res: HttpResponse): void {

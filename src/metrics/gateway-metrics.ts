@@ -29,6 +29,8 @@ export interface GenerationRecord {
   tpotSeconds: number | undefined;
   promptTokens: number | undefined;
   completionTokens: number | undefined;
+  /** Reported by the engine, or counted from the chunks relayed (docs/metering.md). */
+  tokenSource: 'reported' | 'counted';
   /** Time the gateway spent between the whole request and the upstream request leaving (parse, auth, route). */
   overheadSeconds: number | undefined;
   heartbeats: number;
@@ -48,7 +50,7 @@ export class GatewayMetrics {
   readonly #ttft: Histogram<'gen_ai_operation_name' | 'gen_ai_request_model'>;
   readonly #tpot: Histogram<'gen_ai_operation_name' | 'gen_ai_request_model'>;
   readonly #duration: Histogram<'gen_ai_operation_name' | 'gen_ai_request_model'>;
-  readonly #tokens: Counter<'model' | 'type'>;
+  readonly #tokens: Counter<'model' | 'type' | 'source'>;
   readonly #inFlight: Gauge<'model'>;
   readonly #failovers: Counter<'reason'>;
   readonly #heartbeats: Counter;
@@ -84,15 +86,20 @@ export class GatewayMetrics {
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.#tokens = new Counter({ name: 'sluice_tokens_total', help: 'Tokens metered, by model and type (prompt or completion).', labelNames: ['model', 'type'], registers });
+    this.#tokens = new Counter({
+      name: 'sluice_tokens_total',
+      help: 'Tokens metered, by model, type (prompt or completion) and source (reported by the engine, or counted from the chunks relayed).',
+      labelNames: ['model', 'type', 'source'],
+      registers,
+    });
     this.#inFlight = new Gauge({ name: 'sluice_streams_in_flight', help: 'Streams open right now, by model.', labelNames: ['model'], registers });
     new Gauge({
       name: 'sluice_upstream_up',
-      help: '1 when the upstream is healthy (answering, not cooling down after a failure), else 0.',
+      help: '1 when the upstream is reachable (its last check succeeded and no request has failed on it since), else 0: what /ready reports.',
       labelNames: ['upstream'],
       registers,
       collect() {
-        for (const u of upstreams) this.set({ upstream: u.name }, u.healthy ? 1 : 0);
+        for (const u of upstreams) this.set({ upstream: u.name }, u.state === 'up' ? 1 : 0);
       },
     });
     new Gauge({
@@ -134,8 +141,8 @@ export class GatewayMetrics {
     this.#duration.observe(g, r.durationSeconds);
     if (r.ttftSeconds !== undefined) this.#ttft.observe(g, r.ttftSeconds);
     if (r.tpotSeconds !== undefined) this.#tpot.observe(g, r.tpotSeconds);
-    if (r.promptTokens) this.#tokens.inc({ model: r.model, type: 'prompt' }, r.promptTokens);
-    if (r.completionTokens) this.#tokens.inc({ model: r.model, type: 'completion' }, r.completionTokens);
+    if (r.promptTokens) this.#tokens.inc({ model: r.model, type: 'prompt', source: r.tokenSource }, r.promptTokens);
+    if (r.completionTokens) this.#tokens.inc({ model: r.model, type: 'completion', source: r.tokenSource }, r.completionTokens);
     if (r.overheadSeconds !== undefined) this.#overhead.observe(r.overheadSeconds);
     if (r.heartbeats > 0) this.#heartbeats.inc(r.heartbeats);
   }

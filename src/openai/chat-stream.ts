@@ -1,8 +1,8 @@
 import type { SluiceError } from '../errors.ts';
 import type { SseEvent } from '../sse/parser.ts';
-import { passThroughFinishes } from '../sse/passthrough.ts';
+import { newTally, passThroughRead, type UsageCut } from '../sse/passthrough.ts';
 import type { ChunkNormalizer } from '../relay/normalizer.ts';
-import type { EventVerdict, StreamProtocol } from '../relay/protocol.ts';
+import type { EventVerdict, StreamProtocol, TokenSource, UpstreamStream } from '../relay/protocol.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { errorJson } from './error-wire.ts';
 import { parseInBandError, type UpstreamIdentity } from './upstream-error.ts';
@@ -11,40 +11,69 @@ import { meterChunk, type TokenUsage } from './usage.ts';
 
 const FINISH_KEY = '"finish_reason":';
 
+/** What the client asked for of usage (`stream_options`). */
+export interface ClientUsage {
+  /** `include_usage`: the usage chunk at the end. */
+  final: boolean;
+  /** `continuous_usage_stats` (with include_usage): usage on every chunk. */
+  continuous: boolean;
+}
+
 /**
- * The chat/completions stream (bare `data:` frames, `[DONE]` at the end): meters and strips usage, counts finish
- * reasons so that a stream cut before every choice finished never passes as complete, recognizes in-band error
- * frames, and passes whole plain reads through as bytes when no dialect rewriting is needed.
+ * The chat/completions stream (bare `data:` frames, `[DONE]` at the end): meters usage and cuts what the client did
+ * not ask for, counts finish reasons so that a stream cut before every choice finished never passes as complete,
+ * recognizes in-band error frames, and passes whole plain reads through as bytes when no dialect rewriting is needed.
+ *
+ * Metering: the upstream is always asked for the usage chunk, and vLLM and SGLang also for usage on every chunk
+ * (`continuous_usage_stats`), so that a stream that is cut, aborted or fails is metered exactly up to its last
+ * chunk. Without any usage from the engine, the completion tokens are the chunks relayed (`tokenSource: 'counted'`).
  */
 export class ChatStream implements StreamProtocol {
-  readonly #clientWantsUsage: boolean;
+  readonly #cut: UsageCut;
   readonly #requestedChoices: number;
   /** Finish reasons that make the answer complete: the request's `n`, or what the engine streams (normalizer). */
   #choices: number;
-  #finishes = 0;
   #normalizer: ChunkNormalizer | undefined;
   #upstream: UpstreamIdentity | undefined;
-  usage: TokenUsage | undefined;
+  /** The upstream sends usage on every chunk: the byte pass-through reads and cuts it. */
+  #continuous = false;
+  /** Finish reasons and chunk events relayed, and the last usage reported (-1: none). */
+  readonly #tally = newTally();
 
-  /** `clientWantsUsage`: the client asked for the usage chunk (otherwise it is metered and dropped); `choices`: `n`. */
-  constructor(o: { clientWantsUsage: boolean; choices: number }) {
-    this.#clientWantsUsage = o.clientWantsUsage;
+  /** `usage`: what the client asked for; `choices`: the request's `n`. */
+  constructor(o: { usage: ClientUsage; choices: number }) {
+    this.#cut = o.usage.continuous ? 'none' : o.usage.final ? 'chunks' : 'all';
     this.#requestedChoices = o.choices;
     this.#choices = o.choices;
   }
 
-  attach(normalizer: ChunkNormalizer | undefined, upstream: UpstreamIdentity | undefined): boolean {
-    this.#normalizer = normalizer;
-    this.#upstream = upstream;
-    this.#choices = normalizer?.choices ?? this.#requestedChoices;
-    return normalizer === undefined;
+  attach(source: UpstreamStream): boolean {
+    this.#normalizer = source.normalizer;
+    this.#upstream = source.upstream;
+    this.#continuous = source.continuousUsage === true;
+    this.#choices = source.normalizer?.choices ?? this.#requestedChoices;
+    return source.normalizer === undefined;
   }
 
-  passRaw(read: Buffer): boolean {
-    const finishes = passThroughFinishes(read);
-    if (finishes === -1) return false;
-    this.#finishes += finishes;
-    return true;
+  passRaw(read: Buffer): Buffer | null {
+    return passThroughRead(read, this.#continuous ? this.#cut : undefined, this.#tally);
+  }
+
+  get usage(): TokenUsage | undefined {
+    const t = this.#tally;
+    if (t.completionTokens >= 0 || t.promptTokens >= 0) {
+      const prompt = Math.max(0, t.promptTokens);
+      const completion = Math.max(0, t.completionTokens);
+      return { promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion };
+    }
+    // No usage from the engine: what was relayed, prompt unknown.
+    return t.events > 0 ? { promptTokens: 0, completionTokens: t.events, totalTokens: t.events } : undefined;
+  }
+
+  get tokenSource(): TokenSource | undefined {
+    const t = this.#tally;
+    if (t.completionTokens >= 0 || t.promptTokens >= 0) return 'reported';
+    return t.events > 0 ? 'counted' : undefined;
   }
 
   onEvent(ev: SseEvent, w: StreamWriter): EventVerdict {
@@ -53,7 +82,7 @@ export class ChatStream implements StreamProtocol {
       // vLLM and OpenAI end every complete answer with a finish reason per choice; TGI 2.4.0 drops stream errors and
       // old llama.cpp writes them on an `error:` line SSE parsers skip, and a broken engine may send a usage chunk
       // and `[DONE]` alone. None of those is an answer.
-      if (this.#finishes < this.#choices) return incomplete('upstream sent [DONE] before the answer was complete');
+      if (this.#tally.finishes < this.#choices) return incomplete('upstream sent [DONE] before the answer was complete');
       w.done();
       return 'end';
     }
@@ -73,25 +102,32 @@ export class ChatStream implements StreamProtocol {
     return undefined;
   }
 
-  /** One chunk: in-band errors, usage metering and stripping, completeness tracking. */
+  /** One chunk: in-band errors, usage metering and cutting, completeness tracking. */
   #chunk(data: string, w: StreamWriter): EventVerdict {
     const inBand = parseInBandError(data);
     if (inBand) return upstreamFailure({ kind: 'in_band', upstream: this.#upstream, error: inBand });
+    const t = this.#tally;
     let out = data;
     const usageAt = data.indexOf('"usage"');
     // `"usage":null` (vLLM completions, SGLang and TGI on every chunk) holds nothing to meter: no parse.
     if (usageAt !== -1 && !data.startsWith(':null', usageAt + 7)) {
-      const metered = meterChunk(data, !this.#clientWantsUsage);
-      if (metered.usage) this.usage = metered.usage;
+      const metered = meterChunk(data, this.#cut);
+      if (metered.usage) {
+        t.promptTokens = metered.usage.promptTokens;
+        t.completionTokens = metered.usage.completionTokens;
+      }
+      if (metered.choices) t.events++;
       if (metered.out === null) return undefined; // a usage-only chunk the client did not ask for
       out = metered.out;
+    } else {
+      t.events++;
     }
     // Cheap completeness tracking: a non-null finish_reason is `"finish_reason":"…"` (engines may add a space).
     let at = data.indexOf(FINISH_KEY);
     while (at !== -1) {
       let p = at + FINISH_KEY.length;
       if (data.charCodeAt(p) === 0x20) p++;
-      if (data.charCodeAt(p) === 0x22) this.#finishes++;
+      if (data.charCodeAt(p) === 0x22) t.finishes++;
       at = data.indexOf(FINISH_KEY, p);
     }
     w.data(out);
@@ -99,7 +135,7 @@ export class ChatStream implements StreamProtocol {
   }
 
   onUpstreamEnd(w: StreamWriter): 'end' | SluiceError {
-    if (this.#finishes < this.#choices) return incomplete('upstream ended the stream before the answer was complete');
+    if (this.#tally.finishes < this.#choices) return incomplete('upstream ended the stream before the answer was complete');
     // Engines such as llama.cpp and Ollama end without [DONE]; the answer is complete, so synthesize it.
     w.done();
     return 'end';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SluiceError } from '../errors.ts';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from './json-depth.ts';
 
 /**
  * Validates client requests just enough to route them and to fail early with an OpenAI-shaped 400 naming the field.
@@ -49,6 +50,8 @@ export interface ParsedRequest {
   stream: boolean;
   /** The client asked for the usage chunk. */
   wantsUsage: boolean;
+  /** The client asked for usage on every chunk too (`stream_options.continuous_usage_stats`, vLLM's and SGLang's). */
+  wantsContinuousUsage: boolean;
   /** Number of choices (n), 1 by default. */
   choices: number;
   /** The body as the client sent it, when it came as text (lets `upstreamBody` avoid re-serializing it). */
@@ -62,6 +65,10 @@ export function parseRequest(kind: RequestKind, raw: string): ParsedRequest {
     json = JSON.parse(raw);
   } catch (err) {
     throw new SluiceError('SLUICE_INVALID_JSON', `We could not parse the JSON body of your request: ${(err as Error).message}`);
+  }
+  // Parsing is safe at any depth; what comes after (re-serializing, the engine's own parser) is not.
+  if (exceedsJsonDepth(json)) {
+    throw new SluiceError('SLUICE_INVALID_JSON', `The JSON body of your request nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep.`);
   }
   const parsed = validateRequest(kind, json);
   parsed.raw = raw;
@@ -85,22 +92,25 @@ export function validateRequest(kind: RequestKind, json: unknown): ParsedRequest
   const stream = body['stream'] === true;
   const so = body['stream_options'];
   const wantsUsage = stream && so !== null && typeof so === 'object' && (so as Record<string, unknown>)['include_usage'] === true;
+  const wantsContinuousUsage = wantsUsage && (so as Record<string, unknown>)['continuous_usage_stats'] === true;
   const n = body['n'];
-  return { kind, body, model: body['model'] as string, stream, wantsUsage, choices: typeof n === 'number' ? n : 1 };
+  return { kind, body, model: body['model'] as string, stream, wantsUsage, wantsContinuousUsage, choices: typeof n === 'number' ? n : 1 };
 }
 
 /**
- * The body sent upstream: usage always requested on streams (so every token is metered), and no `stream_options`
- * when not streaming (vLLM answers 400 to that). `model` is the resolved id when the client used an alias.
+ * The body sent upstream: usage always requested on streams (so every token is metered), with `continuous` also on
+ * every chunk (for engines that support `continuous_usage_stats`: a cut stream is metered exactly), and no
+ * `stream_options` when not streaming (vLLM answers 400 to that). `model` is the resolved id when the client used an
+ * alias.
  */
-export function upstreamBody(req: ParsedRequest, model: string): string {
-  const spliced = spliceBody(req, model);
+export function upstreamBody(req: ParsedRequest, model: string, continuous = false): string {
+  const spliced = spliceBody(req, model, continuous);
   if (spliced !== undefined) return spliced;
   const body: Record<string, unknown> = { ...req.body, model };
   if (req.kind === 'chat' || req.kind === 'completion') {
     if (req.stream) {
       const so = req.body['stream_options'];
-      body['stream_options'] = { ...(so !== null && typeof so === 'object' ? so : {}), include_usage: true };
+      body['stream_options'] = { ...(so !== null && typeof so === 'object' ? so : {}), include_usage: true, ...(continuous ? { continuous_usage_stats: true } : {}) };
     } else {
       delete body['stream_options'];
     }
@@ -140,7 +150,7 @@ export function plainChat(b: Record<string, unknown>): boolean {
  * front when a stream needs usage requested. Undefined when the body must be rebuilt (an alias to rewrite, or
  * `stream_options` to change or drop).
  */
-function spliceBody(req: ParsedRequest, model: string): string | undefined {
+function spliceBody(req: ParsedRequest, model: string, continuous: boolean): string | undefined {
   const raw = req.raw;
   if (raw === undefined || model !== req.body['model']) return undefined;
   if (req.kind !== 'chat' && req.kind !== 'completion') return raw;
@@ -148,5 +158,6 @@ function spliceBody(req: ParsedRequest, model: string): string | undefined {
   if (!req.stream) return raw;
   const open = raw.indexOf('{');
   if (open === -1) return undefined;
-  return `${raw.slice(0, open)}{"stream_options":{"include_usage":true},${raw.slice(open + 1)}`;
+  const so = continuous ? '{"include_usage":true,"continuous_usage_stats":true}' : '{"include_usage":true}';
+  return `${raw.slice(0, open)}{"stream_options":${so},${raw.slice(open + 1)}`;
 }

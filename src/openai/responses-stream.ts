@@ -1,6 +1,6 @@
 import type { SluiceError } from '../errors.ts';
 import type { SseEvent } from '../sse/parser.ts';
-import type { EventVerdict, StreamProtocol } from '../relay/protocol.ts';
+import type { EventVerdict, StreamProtocol, TokenSource, UpstreamStream } from '../relay/protocol.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { responsesErrorEvent } from './error-wire.ts';
 import { normalizeUpstreamError, type UpstreamIdentity } from './upstream-error.ts';
@@ -16,15 +16,25 @@ const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response
 export class ResponsesStream implements StreamProtocol {
   #terminal = false;
   #upstream: UpstreamIdentity | undefined;
-  usage: TokenUsage | undefined;
+  #reported: TokenUsage | undefined;
+  /** Text deltas relayed: the completion tokens when the stream ends without its usage (cut, aborted). */
+  #deltas = 0;
 
-  attach(_normalizer: unknown, upstream: UpstreamIdentity | undefined): boolean {
-    this.#upstream = upstream;
+  attach(source: UpstreamStream): boolean {
+    this.#upstream = source.upstream;
     return false; // `event:` lines: every read is parsed
   }
 
-  passRaw(): boolean {
-    return false;
+  passRaw(): Buffer | null {
+    return null;
+  }
+
+  get usage(): TokenUsage | undefined {
+    return this.#reported ?? (this.#deltas > 0 ? { promptTokens: 0, completionTokens: this.#deltas, totalTokens: this.#deltas } : undefined);
+  }
+
+  get tokenSource(): TokenSource | undefined {
+    return this.#reported ? 'reported' : this.#deltas > 0 ? 'counted' : undefined;
   }
 
   onEvent(ev: SseEvent, w: StreamWriter): EventVerdict {
@@ -40,10 +50,11 @@ export class ResponsesStream implements StreamProtocol {
     if (type !== undefined && TERMINAL.has(type)) {
       this.#terminal = true;
       const usage = readUsage(data);
-      if (usage) this.usage = usage;
+      if (usage) this.#reported = usage;
       // `response.failed` carries the engine's error object, which may echo the gateway's upstream credentials.
       if (type === 'response.failed' && this.#upstream) data = this.#upstream.redact(data);
     }
+    else if (type === 'response.output_text.delta' || type === 'response.reasoning_text.delta') this.#deltas++;
     if (type === undefined) w.data(data);
     else w.named(type, data);
     return this.#terminal ? 'end' : undefined;

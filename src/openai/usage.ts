@@ -1,3 +1,5 @@
+import type { UsageCut } from '../sse/passthrough.ts';
+
 /** Token usage as metered by the gateway (chat/completions names; Responses' input/output tokens mapped). */
 export interface TokenUsage {
   promptTokens: number;
@@ -40,16 +42,18 @@ export function readUsage(json: string): TokenUsage | undefined {
 }
 
 /**
- * Meters a chat/completions chunk and, with `strip`, removes its usage (one parse for both). `out` is the chunk to
- * send: unchanged without usage or without `strip`, null when nothing is left (the usage-only chunk with
- * `choices: []`), else the chunk without its `usage` field.
+ * Meters a chat/completions chunk and cuts its usage as `cut` says (one parse for both): `out` is the chunk to send,
+ * unchanged when nothing is cut, null when nothing is left (a usage-only chunk, `choices: []`, with `cut: 'all'`),
+ * else the chunk without its `usage` field; `choices` says whether it carries any (an answer's chunk, not the usage
+ * chunk). `'chunks'` cuts usage from chunks with choices and keeps the usage chunk; `'none'` cuts nothing.
  */
-export function meterChunk(json: string, strip: boolean): { usage: TokenUsage | undefined; out: string | null } {
+export function meterChunk(json: string, cut: UsageCut): { usage: TokenUsage | undefined; out: string | null; choices: boolean } {
   const o = parseObject(json);
   const usage = o === undefined ? undefined : usageOf(o);
-  if (o === undefined || usage === undefined || !strip) return { usage, out: json };
-  const choices = o['choices'];
-  if (!Array.isArray(choices) || choices.length === 0) return { usage, out: null };
+  const c = o?.['choices'];
+  const choices = !Array.isArray(c) || c.length > 0;
+  if (o === undefined || usage === undefined || cut === 'none') return { usage, out: json, choices };
+  if (!choices) return { usage, out: cut === 'all' ? null : json, choices };
   delete o['usage'];
-  return { usage, out: JSON.stringify(o) };
+  return { usage, out: JSON.stringify(o), choices };
 }

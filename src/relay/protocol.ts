@@ -12,6 +12,19 @@ import type { StreamWriter } from './writer.ts';
  */
 export type EventVerdict = undefined | 'end' | SluiceError;
 
+/** What is known of the upstream an answer is relayed from. */
+export interface UpstreamStream {
+  /** Its dialect's per-chunk fix-up, when it needs one. */
+  normalizer?: ChunkNormalizer | undefined;
+  /** Its name, and the redaction of its secrets from the errors it reports. */
+  upstream?: UpstreamIdentity | undefined;
+  /** It was asked for usage on every chunk (vLLM's and SGLang's `continuous_usage_stats`). */
+  continuousUsage?: boolean | undefined;
+}
+
+/** How the tokens of a stream were metered: reported by the engine, or counted from the chunks relayed. */
+export type TokenSource = 'reported' | 'counted';
+
 /**
  * The meaning of one API's stream, for the relay: which events finish it, carry usage or report an error, how an
  * error is written after the headers, and whether a read may pass through as bytes. One object per stream (it keeps
@@ -20,22 +33,24 @@ export type EventVerdict = undefined | 'end' | SluiceError;
  */
 export interface StreamProtocol {
   /**
-   * A new upstream body is about to be relayed (the first, or another replica's), with its dialect's normalizer and
-   * the upstream itself (its name, and the redaction of its secrets from the errors it reports). Returns whether
-   * reads may be offered to `passRaw` (no rewriting, bare `data:` framing).
+   * A new upstream body is about to be relayed (the first, or another replica's). Returns whether reads may be
+   * offered to `passRaw` (no rewriting, bare `data:` framing).
    */
-  attach(normalizer: ChunkNormalizer | undefined, upstream: UpstreamIdentity | undefined): boolean;
+  attach(source: UpstreamStream): boolean;
   /**
-   * Offered a whole upstream read when `attach` allowed it: true when the read can go to the client byte for byte
-   * (its events were accounted for), false when it must be parsed into events.
+   * Offered a whole upstream read when `attach` allowed it: the bytes the client gets for it (the read itself, or the
+   * read with what the client did not ask for cut out; its events are accounted for), or null when it must be parsed
+   * into events.
    */
-  passRaw(read: Buffer): boolean;
+  passRaw(read: Buffer): Buffer | null;
   /** One parsed upstream event: writes what the client gets for it and says what it meant. */
   onEvent(ev: SseEvent, writer: StreamWriter): EventVerdict;
   /** The upstream body ended: `'end'` when the answer is complete (its end written), else the truncation error. */
   onUpstreamEnd(writer: StreamWriter): 'end' | SluiceError;
   /** Writes the in-band error event of this API after the headers (chat frame or Responses `error` event). */
   writeError(writer: StreamWriter, err: SluiceError): void;
-  /** The usage the upstream reported, once it did. */
+  /** The tokens of the stream so far: reported by the upstream, or else counted from what was relayed. */
   readonly usage: TokenUsage | undefined;
+  /** How `usage` was obtained; undefined when there is none. */
+  readonly tokenSource: TokenSource | undefined;
 }

@@ -1,12 +1,10 @@
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
 import { clientAbortedError, SluiceError, type SluiceErrorCode } from '../errors.ts';
 import type { TokenUsage } from '../openai/usage.ts';
-import type { UpstreamIdentity } from '../openai/upstream-error.ts';
 import { upstreamFailure } from '../openai/upstream-failure.ts';
 import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
-import type { ChunkNormalizer } from './normalizer.ts';
-import type { EventVerdict, StreamProtocol } from './protocol.ts';
+import type { EventVerdict, StreamProtocol, TokenSource, UpstreamStream } from './protocol.ts';
 import type { UpstreamSource } from './upstream-source.ts';
 
 export type Outcome =
@@ -40,6 +38,7 @@ export interface RelayResult {
   outcome: Outcome;
   error: SluiceError | undefined;
   usage: TokenUsage | undefined;
+  tokenSource: TokenSource | undefined;
   /** `performance.now()` at the first and the last upstream read that carried events; undefined when none came. */
   firstEventAt: number | undefined;
   lastEventAt: number | undefined;
@@ -108,7 +107,7 @@ export class StreamRelay implements Tickable {
    * Streams a 2xx `text/event-stream` upstream body to the client, through the upstream dialect's normalizer when
    * it has one. Called again with another upstream's body, it continues the same client stream from there.
    */
-  attach(body: UpstreamSource, normalizer?: ChunkNormalizer, upstream?: UpstreamIdentity): void {
+  attach(body: UpstreamSource, source: UpstreamStream = {}): void {
     if (this.#phase === 'ended') {
       body.destroy();
       return;
@@ -116,7 +115,7 @@ export class StreamRelay implements Tickable {
     if (this.#body !== undefined && this.#body !== body) this.#body.destroy();
     this.#parser?.reset(); // an unfinished event of the previous upstream is not continued by this one
     this.#body = body;
-    this.#rawOk = this.#protocol.attach(normalizer, upstream) && this.#o.writer.writeRaw !== undefined;
+    this.#rawOk = this.#protocol.attach(source) && this.#o.writer.writeRaw !== undefined;
     if (this.#phase === 'connecting') this.#phase = 'waiting';
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;
@@ -184,9 +183,12 @@ export class StreamRelay implements Tickable {
     const w = this.#o.writer;
     // Fast path: a read of whole plain events, with nothing to meter, strip or rewrite, goes out as it came.
     let parser = this.#parser;
-    if (this.#rawOk && (parser === undefined || parser.bufferedBytes === 0) && this.#protocol.passRaw(chunk)) {
-      if (this.#phase !== 'streaming') this.#firstEvent();
-      return this.#afterWrite((w.writeRaw as (frames: Buffer) => boolean)(chunk));
+    if (this.#rawOk && (parser === undefined || parser.bufferedBytes === 0)) {
+      const out = this.#protocol.passRaw(chunk);
+      if (out !== null) {
+        if (this.#phase !== 'streaming') this.#firstEvent();
+        return this.#afterWrite((w.writeRaw as (frames: Buffer) => boolean)(out));
+      }
     }
     parser ??= this.#parser = createParser({ onEvent: (ev) => this.#onEvent(ev) }, { maxBufferBytes: this.#o.maxEventBytes });
     try {
@@ -265,6 +267,7 @@ export class StreamRelay implements Tickable {
       outcome,
       error,
       usage: this.#protocol.usage,
+      tokenSource: this.#protocol.tokenSource,
       firstEventAt: this.#firstEventPerf,
       lastEventAt: this.#firstEventPerf === undefined ? undefined : this.#lastEventPerf,
       heartbeats: this.#heartbeats,

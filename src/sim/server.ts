@@ -201,10 +201,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       return sendJson(res, 200, nonStreamBody(kind, model, text, reason, usage, n, toolCall));
     }
 
-    const includeUsage =
-      typeof body['stream_options'] === 'object' &&
-      body['stream_options'] !== null &&
-      (body['stream_options'] as Record<string, unknown>)['include_usage'] === true;
+    const so = typeof body['stream_options'] === 'object' && body['stream_options'] !== null ? (body['stream_options'] as Record<string, unknown>) : {};
+    const includeUsage = so['include_usage'] === true;
     const top = body['top_logprobs'];
     const ctx: StreamContext = {
       id: dialect.streamId(kind),
@@ -213,6 +211,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       n,
       usage,
       includeUsage,
+      continuousUsage: includeUsage && so['continuous_usage_stats'] === true,
+      tokensSoFar: 0,
       logprobs: kind === 'chat' && body['logprobs'] === true,
       topLogprobs: typeof top === 'number' ? Math.max(0, Math.min(5, Math.floor(top))) : 0,
     };
@@ -269,6 +269,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (chat && !(await write(chat.start()))) return;
     for (let i = 0; i < steps.length; i++) {
       if (failing && i === timing.failAfter && (await injectFailure(res, timing, write, writer))) return;
+      ctx.tokensSoFar = i + 1;
       if (!(await write((steps[i] as () => string)()))) return;
       tokensSent++;
       if (i < steps.length - 1 || cutLast) await sleep(jittered(timing.itlMs, timing.jitterMs));

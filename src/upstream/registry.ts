@@ -1,6 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import type { EventLog } from '../logger.ts';
-import { Upstream } from './upstream.ts';
+import { Upstream, type UpstreamState } from './upstream.ts';
 import { detectDialect } from './detect-dialect.ts';
 import { dispatchRequest } from './upstream-body.ts';
 
@@ -37,30 +37,59 @@ export interface ModelEntry {
 export class Registry {
   readonly upstreams: Upstream[];
   readonly #aliases: Record<string, string>;
+  readonly #health: Config['health'];
   #timer: NodeJS.Timeout | undefined;
+  #healthTimer: NodeJS.Timeout | undefined;
   #rr = 0;
   readonly #log: RegistryLog;
   #lastDiscovery = 0;
   #discovering: Promise<void> | undefined;
+  /** The request to each upstream under way, shared by a discovery round and a health check that meet. */
+  readonly #probes = new Map<Upstream, Promise<void>>();
 
   constructor(config: Config, env: NodeJS.ProcessEnv = process.env, log: RegistryLog = stderrLog) {
     this.upstreams = config.upstreams.map((u, i) => new Upstream(u, i, config.timeouts.connect_ms, env));
     this.#aliases = config.aliases;
+    this.#health = config.health;
     this.#log = log;
+    for (const u of this.upstreams) u.onStateChange = (up, state, previous, since) => this.#logChange(up, state, previous, since);
   }
 
-  /** Discovers models once, then periodically (0 = only at start). */
+  /**
+   * Discovers models once, then periodically (0 = only at start); and checks each upstream every
+   * `health.interval_ms` (0 = no checks).
+   */
   async start(intervalMs: number): Promise<void> {
     await this.discover();
     if (intervalMs > 0) {
       this.#timer = setInterval(() => void this.discover(), intervalMs);
       this.#timer.unref();
     }
+    if (this.#health.interval_ms > 0) {
+      this.#healthTimer = setInterval(() => this.#checkAll(), this.#health.interval_ms);
+      this.#healthTimer.unref();
+    }
+  }
+
+  /**
+   * An active health check: the discovery request, bounded by `health.timeout_ms`. It is what engines answer
+   * cheaply (vLLM, SGLang, llama.cpp and Ollama serve their model list from memory), it needs no engine-specific
+   * path, and an upstream that comes back gets its model list at once. A check still under way is not doubled.
+   */
+  #checkAll(): void {
+    for (const u of this.upstreams) if (!this.#probes.has(u)) void this.#probe(u, this.#health.timeout_ms, 'health check failed');
+  }
+
+  /** One line per change of state (issue 13: nothing was printed when an engine went away). */
+  #logChange(u: Upstream, state: 'up' | 'down', previous: UpstreamState, since: number): void {
+    if (state === 'down') this.#log(`upstream ${u.name} is down: ${u.lastError ?? 'unknown error'}`, 'warn');
+    // The first check's success is what start-up expects: nothing to say.
+    else if (previous === 'down') this.#log(`upstream ${u.name} is up again (down for ${((Date.now() - since) / 1000).toFixed(1)} s)`, 'info');
   }
 
   /** Asks every upstream for its models; failures mark the upstream unhealthy and keep its last known list. */
   async discover(): Promise<void> {
-    this.#discovering ??= Promise.all(this.upstreams.map((u) => this.#discoverOne(u))).then(() => {
+    this.#discovering ??= Promise.all(this.upstreams.map((u) => this.#probes.get(u) ?? this.#probe(u, DISCOVERY_TIMEOUT_MS, 'model discovery failed'))).then(() => {
       this.#lastDiscovery = Date.now();
       this.#discovering = undefined;
     });
@@ -78,14 +107,22 @@ export class Registry {
     return true;
   }
 
-  async #discoverOne(u: Upstream): Promise<void> {
+  /** Reads one upstream's model list within `timeoutMs`; `failure` prefixes the reason it is marked down with. */
+  #probe(u: Upstream, timeoutMs: number, failure: string): Promise<void> {
+    const p = this.#discoverOne(u, timeoutMs, failure).finally(() => this.#probes.delete(u));
+    this.#probes.set(u, p);
+    return p;
+  }
+
+  async #discoverOne(u: Upstream, timeoutMs: number, failure: string): Promise<void> {
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(new Error(`GET /models did not complete within ${DISCOVERY_TIMEOUT_MS} ms`)), DISCOVERY_TIMEOUT_MS);
+    const timer = setTimeout(() => deadline.abort(new Error(`GET /models did not complete within ${timeoutMs} ms`)), timeoutMs);
     timer.unref();
+    const perRead = Math.min(10_000, timeoutMs);
     try {
       const res = await dispatchRequest(
         u.pool,
-        { method: 'GET', path: u.path('/models'), headers: u.headers({ accept: 'application/json' }), headersTimeout: 10_000, bodyTimeout: 10_000 },
+        { method: 'GET', path: u.path('/models'), headers: u.headers({ accept: 'application/json' }), headersTimeout: perRead, bodyTimeout: perRead },
         deadline.signal,
       );
       const body = await res.body.text(MAX_DISCOVERY_BYTES);
@@ -110,9 +147,10 @@ export class Registry {
       }
     } catch (err) {
       // markFailed redacts: V8's JSON.parse message quotes the text, which may be an echo of the request headers.
-      u.markFailed(`model discovery failed: ${(err as Error).message}`);
+      u.markFailed(`${failure}: ${(err as Error).message}`);
     } finally {
       clearTimeout(timer);
+      u.lastCheck = Date.now();
     }
   }
 
@@ -150,12 +188,14 @@ export class Registry {
     return [...seen.values()];
   }
 
+  /** Whether some upstream is reachable now and serves a model: what `/ready` answers 200 for. */
   get anyHealthy(): boolean {
-    return this.upstreams.some((u) => u.healthy && u.models.size > 0);
+    return this.upstreams.some((u) => u.state === 'up' && u.models.size > 0);
   }
 
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
     await Promise.all(this.upstreams.map((u) => u.close()));
   }
 }

@@ -14,6 +14,16 @@ export interface DialectDetection {
 const COOLDOWN_MS = 5_000;
 
 /**
+ * Whether an upstream is reachable, as `/ready` reports it: `down` from a failed request (connect error, 5xx) or a
+ * failed check, `up` again only from a check or discovery that succeeds, so one request that happens to succeed
+ * amid failures does not flip it back and forth (nor print a line each time). `unknown` until the first check.
+ */
+export type UpstreamState = 'unknown' | 'up' | 'down';
+
+/** Told each time an upstream's state changes (the registry prints one line). */
+export type StateChangeListener = (upstream: Upstream, state: 'up' | 'down', previous: UpstreamState, since: number) => void;
+
+/**
  * One OpenAI-compatible engine endpoint: its pooled keep-alive connections (undici Pool), the models it serves,
  * in-flight count for balancing, and passive/active health.
  */
@@ -34,6 +44,13 @@ export class Upstream {
   inFlight = 0;
   #unhealthyUntil = 0;
   lastError: string | undefined;
+  #state: UpstreamState = 'unknown';
+  /** When the state last changed (epoch ms). */
+  #since = Date.now();
+  /** When the last active check or discovery of this upstream ended (epoch ms), whatever its outcome. */
+  lastCheck: number | undefined;
+  /** Set by the registry. */
+  onStateChange: StateChangeListener | undefined;
   /** Authorization header value; kept out of logs and client responses. */
   readonly #authorization: string | undefined;
   /** What `redact` removes: the key, the URL's password, and the header values made of them. Private fields are not
@@ -113,19 +130,37 @@ export class Upstream {
     return redactSecrets(text, this.#secrets);
   }
 
+  /** For routing: not cooling down after a failure. */
   get healthy(): boolean {
     return Date.now() >= this.#unhealthyUntil;
   }
 
-  /** `reason` is shown on /ready, to clients without a key: it is redacted here. */
+  /** For readiness: see UpstreamState. */
+  get state(): UpstreamState {
+    return this.#state;
+  }
+
+  /** `reason` is shown on /ready, to clients with a key, and in the down line: it is redacted here. */
   markFailed(reason: string): void {
     this.lastError = this.redact(reason).slice(0, 500);
     this.#unhealthyUntil = Date.now() + COOLDOWN_MS;
+    this.#become('down');
   }
 
+  /** A check or discovery reached the engine. */
   markHealthy(): void {
     this.lastError = undefined;
     this.#unhealthyUntil = 0;
+    this.#become('up');
+  }
+
+  #become(state: 'up' | 'down'): void {
+    const previous = this.#state;
+    if (previous === state) return;
+    const since = this.#since;
+    this.#state = state;
+    this.#since = Date.now();
+    this.onStateChange?.(this, state, previous, since);
   }
 
   async close(): Promise<void> {

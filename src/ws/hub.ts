@@ -7,6 +7,7 @@ import type { GatewayContext } from '../generation/context.ts';
 import { errorJson, wsErrorMessage } from '../openai/error-wire.ts';
 import { WsChannel } from './channel.ts';
 import { checkUpgrade, OriginPolicy, selectProtocol } from './handshake.ts';
+import { hostRefusal } from '../auth/host-check.ts';
 import { MuxSession } from './mux-session.ts';
 import { ResponsesSession } from './responses-session.ts';
 import { CLOSE, type WsSession } from './session.ts';
@@ -48,6 +49,8 @@ export class WebSocketHub {
   /** Handles an HTTP/1.1 upgrade request (wired to the listener's 'upgrade' event). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    const badHost = hostRefusal(this.#ctx.config, req.headers);
+    if (badHost) return reject(socket, badHost);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const factory = ENDPOINTS[q === -1 ? url : url.slice(0, q)];
@@ -98,6 +101,11 @@ export class WebSocketHub {
       session.onClose();
     });
     if (this.#stopped) session.drain();
+  }
+
+  /** Sockets open now. */
+  get size(): number {
+    return this.#sessions.size;
   }
 
   /** Refuses new sockets; each open one refuses new work and closes (1001) once its generations have ended. */

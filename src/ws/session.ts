@@ -1,4 +1,5 @@
 import { SluiceError } from '../errors.ts';
+import { exceedsJsonDepth, MAX_JSON_DEPTH } from '../openai/json-depth.ts';
 
 /** Close codes used by the WebSocket endpoints (RFC 6455 §7.4.1). */
 export const CLOSE = {
@@ -32,6 +33,10 @@ export function parseClientMessage(text: string): Record<string, unknown> | Slui
   }
   if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
     return new SluiceError('SLUICE_WS_INVALID_MESSAGE', 'Messages must be JSON objects with a string "type".');
+  }
+  // As for HTTP bodies (src/openai/request.ts): the request is re-serialized on its way upstream, which recurses.
+  if (exceedsJsonDepth(msg)) {
+    return new SluiceError('SLUICE_WS_INVALID_MESSAGE', `Messages may nest arrays and objects at most ${MAX_JSON_DEPTH} levels deep.`);
   }
   if (typeof (msg as Record<string, unknown>)['type'] !== 'string') {
     return new SluiceError('SLUICE_WS_INVALID_MESSAGE', 'Messages must be JSON objects with a string "type".', { param: 'type' });

@@ -40,9 +40,12 @@ export function runCli(args: string[], env: Record<string, string> = {}, until?:
   });
 }
 
-/** Sends SIGTERM and waits for the exit, so that everything the process printed has been read. */
+/**
+ * Stops it as Ctrl-C does (SIGINT: no announce window, unlike SIGTERM) and waits for the exit, so that everything the
+ * process printed has been read.
+ */
 export async function stop(r: CliRun): Promise<void> {
-  if (r.code === null && r.child.exitCode === null) r.child.kill('SIGTERM');
+  if (r.code === null && r.child.exitCode === null) r.child.kill('SIGINT');
   await r.exited;
 }
 

@@ -16,7 +16,7 @@ export async function sim(t: TestContext, options: SimulatorOptions = {}): Promi
 export async function gateway(t: TestContext, options: GatewayOptions = {}): Promise<Gateway & { logs: RequestLogEntry[]; notices: string[] }> {
   const logs: RequestLogEntry[] = [];
   const notices: string[] = [];
-  const g = await startGateway({ port: 0, drain_timeout_ms: 0, discovery_interval_ms: 0, notice: (l) => notices.push(l), ...options, logger: (e) => logs.push(e) });
+  const g = await startGateway({ port: 0, drain: { timeout_ms: 0 }, discovery_interval_ms: 0, health: { interval_ms: 0 }, notice: (l) => notices.push(l), ...options, logger: (e) => logs.push(e) });
   t.after(() => g.close());
   return Object.assign(g, { logs, notices });
 }

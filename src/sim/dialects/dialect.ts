@@ -22,6 +22,13 @@ export interface StreamContext {
   usage: Usage;
   /** The request set `stream_options.include_usage: true`. */
   includeUsage: boolean;
+  /**
+   * The request also set `stream_options.continuous_usage_stats: true` (vLLM: only together with include_usage):
+   * engines that support it put the running usage on every chunk.
+   */
+  continuousUsage: boolean;
+  /** Completion tokens each choice has produced so far; the server updates it before writing each step. */
+  tokensSoFar: number;
   /** Chat `logprobs: true`: each content token carries its log probability. */
   logprobs: boolean;
   /** `top_logprobs` alternatives per token (0–5). */

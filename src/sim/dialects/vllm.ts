@@ -8,6 +8,8 @@ import { pyDumps } from './py-json.ts';
  * `serving_engine.py` `create_streaming_error_response`): compact JSON with `logprobs:null`, `token_ids:null` and
  * `stop_reason` extras; a role chunk per choice; the usage chunk has `choices:[]` and only comes with
  * `stream_options.include_usage`; `[DONE]` ends every stream, also after an error frame, which is spaced `json.dumps`.
+ * With `continuous_usage_stats` (and include_usage), every chunk carries the running usage after `choices`, its
+ * `completion_tokens` counting that choice's tokens so far (`previous_num_tokens[i]` in serving_chat.py).
  * Recorded shapes: test/fixtures/dialects/vllm/; DESIGN.md has an example.
  */
 const head = (ctx: StreamContext, object: string): string =>
@@ -23,13 +25,21 @@ function logprobsJson(lp: SimLogprob): string {
   return `{"content":[{"token":${JSON.stringify(lp.token)},"logprob":${lp.logprob},"bytes":${JSON.stringify(tokenBytes(lp.token))},"top_logprobs":[${top.join(',')}]}]}`;
 }
 
+/** `,"usage":{…}` with the running counts when the request asked for continuous usage stats, else ''. */
+function runningUsage(ctx: StreamContext, completion: number): string {
+  if (!ctx.continuousUsage) return '';
+  const p = ctx.usage.prompt_tokens;
+  return `,"usage":${usageJson({ prompt_tokens: p, completion_tokens: completion, total_tokens: p + completion })}`;
+}
+
 function chat(ctx: StreamContext): ChatWriter {
   const h = head(ctx, 'chat.completion.chunk');
-  const delta = (i: number, d: string, lp = 'null'): string => frame(`${h}{"index":${i},"delta":${d},"logprobs":${lp},"finish_reason":null,"token_ids":null}]}`);
+  const delta = (i: number, d: string, lp = 'null'): string =>
+    frame(`${h}{"index":${i},"delta":${d},"logprobs":${lp},"finish_reason":null,"token_ids":null}]${runningUsage(ctx, ctx.tokensSoFar)}}`);
   return {
     start: () => {
       let out = '';
-      for (let i = 0; i < ctx.n; i++) out += frame(`${h}{"index":${i},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"prompt_token_ids":null}`);
+      for (let i = 0; i < ctx.n; i++) out += frame(`${h}{"index":${i},"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${runningUsage(ctx, 0)},"prompt_token_ids":null}`);
       return out;
     },
     reasoning: (i, text) => delta(i, `{"reasoning_content":${JSON.stringify(text)}}`),
@@ -42,7 +52,9 @@ function chat(ctx: StreamContext): ChatWriter {
       return out;
     },
     finish: (i, reason, last) =>
-      frame(`${h}{"index":${i},"delta":${reason === 'tool_calls' ? '{}' : `{"content":${JSON.stringify(last)}}`},"logprobs":null,"finish_reason":"${reason}","stop_reason":null,"token_ids":null}]}`),
+      frame(
+        `${h}{"index":${i},"delta":${reason === 'tool_calls' ? '{}' : `{"content":${JSON.stringify(last)}}`},"logprobs":null,"finish_reason":"${reason}","stop_reason":null,"token_ids":null}]${runningUsage(ctx, ctx.usage.completion_tokens / ctx.n)}}`,
+      ),
     end: () => (ctx.includeUsage ? frame(`${h}],"usage":${usageJson(ctx.usage)}}`) : '') + 'data: [DONE]\n\n',
     // Newer vLLM reports a GenerationError as InternalServerError/500; v0.11 says BadRequestError/400 for everything.
     error: (message) => frame(pyDumps({ error: { message, type: 'InternalServerError', param: null, code: 500 } })) + 'data: [DONE]\n\n',
@@ -52,11 +64,14 @@ function chat(ctx: StreamContext): ChatWriter {
 function completion(ctx: StreamContext): CompletionWriter {
   // model_dump_json(exclude_unset=False): every field, nulls included (v0.11.1+, where prompt_token_ids is null).
   const h = head(ctx, 'text_completion');
-  const choice = (i: number, text: string, finish: string): string =>
-    frame(`${h}{"index":${i},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finish},"stop_reason":null,"prompt_token_ids":null,"token_ids":null}],"usage":null}`);
+  // Every field, so `usage` is on every chunk: null, or the running counts with continuous usage stats.
+  const choice = (i: number, text: string, finish: string, completion: number): string =>
+    frame(
+      `${h}{"index":${i},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${finish},"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]${runningUsage(ctx, completion) || ',"usage":null'}}`,
+    );
   return {
-    content: (i, text) => choice(i, text, 'null'),
-    finish: (i, reason, last) => choice(i, last, `"${reason}"`),
+    content: (i, text) => choice(i, text, 'null', ctx.tokensSoFar),
+    finish: (i, reason, last) => choice(i, last, `"${reason}"`, ctx.usage.completion_tokens / ctx.n),
     end: () => (ctx.includeUsage ? frame(`${h}],"usage":${usageJson(ctx.usage)}}`) : '') + 'data: [DONE]\n\n',
     error: (message) => frame(pyDumps({ error: { message, type: 'InternalServerError', param: null, code: 500 } })) + 'data: [DONE]\n\n',
   };
