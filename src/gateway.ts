@@ -5,6 +5,10 @@ import type { Config, ConfigInput } from './config/schema.ts';
 import { Registry } from './upstream/registry.ts';
 import { Ticker } from './relay/ticker.ts';
 import { KeyChecker } from './auth/key-checker.ts';
+import { KeyRing } from './auth/key-ring.ts';
+import { Limiter } from './limits/limiter.ts';
+import { Ledger } from './ledger/ledger.ts';
+import { openStore, type StateStore } from './state/store.ts';
 import { jsonLineLogger, type RequestLogger } from './generation/request-log.ts';
 import { createRequestHandler } from './http/server.ts';
 import { createListener, type Listener } from './http/listener.ts';
@@ -39,6 +43,8 @@ export interface Gateway {
   models(): string[];
   /** The built-in simulator, when no upstream was configured. */
   readonly simulator: Simulator | undefined;
+  /** The state store (keys, ledger), when `state.url` is set. */
+  readonly store: StateStore | undefined;
   /** Stops accepting, lets in-flight streams finish for up to `drain_timeout_ms`, then ends them with an error. */
   close(): Promise<void>;
 }
@@ -55,6 +61,23 @@ export async function startGatewayWithConfig(
   config: Config,
   hooks: { logger?: RequestLogger | undefined; notice?: ((line: string) => void) | undefined; env?: NodeJS.ProcessEnv | undefined } = {},
 ): Promise<Gateway> {
+  const notice = hooks.notice ?? ((line: string) => void process.stderr.write(`${line}\n`));
+  // The store first: a bad state.url stops start-up before anything listens.
+  const store = config.state.url === undefined ? undefined : await openStore(config.state.url);
+  const keys = new KeyRing(new KeyChecker(config.api_keys), store, notice);
+  try {
+    await keys.start(config.state.refresh_ms);
+  } catch (err) {
+    await store?.close();
+    throw err;
+  }
+  const ledger = store === undefined ? undefined : new Ledger(store, config.state.ledger_flush_ms, notice);
+  /** What start-up opened before the listener, closed when start-up fails. */
+  const closeState = async (): Promise<void> => {
+    keys.stop();
+    await ledger?.close();
+    await store?.close();
+  };
   let simulator: Simulator | undefined;
   if (config.upstreams.length === 0) {
     simulator = await startSimulator({ timing: { ttftMs: config.sim.ttft_ms, itlMs: config.sim.itl_ms, tokens: config.sim.tokens } });
@@ -71,7 +94,9 @@ export async function startGatewayWithConfig(
     config,
     registry,
     ticker,
-    keys: new KeyChecker(config.api_keys),
+    keys,
+    limiter: new Limiter(),
+    ledger,
     log: hooks.logger ?? jsonLineLogger,
     version: VERSION,
     generations: new Set(),
@@ -84,6 +109,7 @@ export async function startGatewayWithConfig(
   } catch (err) {
     await registry.close();
     await simulator?.close();
+    await closeState();
     throw err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_OSSL') ? new ConfigError(`tls: ${err.message}`) : err;
   }
   const server = listener.server;
@@ -95,6 +121,7 @@ export async function startGatewayWithConfig(
   } catch (err) {
     await registry.close();
     await simulator?.close();
+    await closeState();
     throw err;
   }
   const addr = server.address() as AddressInfo;
@@ -114,6 +141,8 @@ export async function startGatewayWithConfig(
     ticker.stop();
     await registry.close();
     await simulator?.close();
+    // After every generation has ended: their ledger records are queued, and this writes them.
+    await closeState();
   }
 
   return {
@@ -123,6 +152,7 @@ export async function startGatewayWithConfig(
     server,
     models: () => registry.models().map((m) => m.id),
     simulator,
+    store,
     close: () => (closing ??= close()),
   };
 }

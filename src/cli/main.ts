@@ -3,6 +3,8 @@ import { serveCommand } from './serve-command.ts';
 import { UsageError } from './args.ts';
 import { doctorCommand } from '../doctor/command.ts';
 import { benchCommand } from './bench-command.ts';
+import { keysCommand } from './keys-command.ts';
+import { usageCommand } from './usage-command.ts';
 
 const HELP = `Usage: sluice <command> [options]
 
@@ -10,6 +12,8 @@ Commands:
   serve     run the gateway (on the built-in simulator when no upstream is configured)
   sim       run the simulator alone (an engine stand-in; no model)
   doctor    diagnose a streaming endpoint and name the hop that breaks it
+  keys      client keys with limits in the state store: create, list, update, revoke
+  usage     the usage ledger: requests, tokens and outcomes per key, model or day
   bench     benchmark Sluice against direct and nginx, side by side (see docs/performance.md)
   help      show this help; 'sluice <command> --help' for a command's options`;
 
@@ -20,6 +24,8 @@ const COMMANDS: Record<string, Command> = {
   sim: simCommand,
   doctor: doctorCommand,
   bench: benchCommand,
+  keys: keysCommand,
+  usage: usageCommand,
 };
 
 /** Runs the CLI; resolves to the exit code. */

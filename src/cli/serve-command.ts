@@ -4,6 +4,8 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { startGatewayWithConfig } from '../gateway.ts';
 import { intOption } from './args.ts';
 import { redactUrl } from '../openai/redact.ts';
+import { existsSync } from 'node:fs';
+import { DEFAULT_STATE_URL, sqlitePath, StateUrlError } from '../state/store.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -23,6 +25,8 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --tls-cert FILE   serve HTTPS with this PEM certificate (chain); HTTP/2 and HTTP/1.1 by ALPN (env SLUICE_TLS_CERT)
   --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
   --h2c             without TLS, also accept cleartext HTTP/2 with prior knowledge on the same port (env SLUICE_H2C=1)
+  --state URL       keys, limits and the usage ledger: sqlite:PATH or redis://HOST:PORT (env SLUICE_STATE;
+                    default: ./sluice.db when that file exists, else none; docs/keys.md)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
 Precedence: flags > environment > config file > defaults.`;
 
@@ -41,6 +45,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       h2c: { type: 'boolean' },
+      state: { type: 'string' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -63,6 +68,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       tlsCert: values['tls-cert'],
       tlsKey: values['tls-key'],
       h2c: values.h2c,
+      state: values.state,
     });
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -72,11 +78,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw err;
   }
   if (values.quiet) config = { ...config, log: { ...config.log, requests: false } };
+  // The default store is used when it exists (made by `sluice keys create`): serving alone never creates a file.
+  if (config.state.url === undefined && existsSync(sqlitePath(DEFAULT_STATE_URL))) config = { ...config, state: { ...config.state, url: DEFAULT_STATE_URL } };
   let gateway;
   try {
     gateway = await startGatewayWithConfig(config);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof StateUrlError) {
       console.error(`sluice serve: ${err.message}`);
       return 2;
     }
@@ -93,10 +101,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const models = gateway.models();
   const model = models[0] ?? 'MODEL';
   say(`models: ${models.join(', ') || '(none discovered yet; see /ready)'}`);
-  const auth = config.api_keys.length > 0 ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
+  const auth = config.api_keys.length > 0 || gateway.store ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
   const http = config.tls ? 'HTTPS with HTTP/2 and HTTP/1.1 (ALPN)' : config.h2c ? 'HTTP/1.1 and cleartext HTTP/2 (prior knowledge)' : 'HTTP/1.1';
   const ws = config.websocket.enabled ? `; WebSocket on ${gateway.url.replace(/^http/, 'ws')}/responses and /ws` : '';
   say(`transports: ${http}${ws}`);
+  say(gateway.store ? `state: ${gateway.store.url} (stored keys, limits and the usage ledger; docs/keys.md)` : 'state: none (static api_keys only, no usage ledger; --state or `sluice keys create` to have one)');
   say(`try: curl -N ${config.tls ? '--http2 ' : config.h2c ? '--http2-prior-knowledge ' : ''}${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
   if (!isLoopback(config.host) && config.api_keys.length === 0) {
     say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`);

@@ -20,6 +20,7 @@ export interface ConfigOverrides {
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
   h2c?: boolean | undefined;
+  state?: string | undefined;
 }
 
 /**
@@ -66,6 +67,10 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
+  const setState = (value: string | undefined): void => {
+    if (value !== undefined && value !== '') raw['state'] = { ...(raw['state'] as object | undefined), url: value };
+  };
+  setState(env['SLUICE_STATE']);
   const quiet = env['SLUICE_QUIET'];
   if (quiet !== undefined && quiet !== '' && quiet !== '0' && quiet !== 'false') raw['log'] = { ...(raw['log'] as object | undefined), requests: false };
   const origins = envList('SLUICE_CORS_ORIGINS');
@@ -86,6 +91,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   setTls('cert_file', flags.tlsCert);
   setTls('key_file', flags.tlsKey);
   if (flags.h2c) raw['h2c'] = true;
+  setState(flags.state);
   if (flags.upstreams && flags.upstreams.length > 0) raw['upstreams'] = flags.upstreams.map((url) => ({ url }));
 
   return validateConfig(raw, file ?? 'config');
