@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   SLUICE_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error' },
   SLUICE_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
   SLUICE_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
+  SLUICE_MODEL_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
+  SLUICE_RATE_LIMITED: { status: 429, type: 'rate_limit_error' },
   SLUICE_NO_HEALTHY_UPSTREAM: { status: 503, type: 'server_error' },
   SLUICE_UPSTREAM_CONNECT_ERROR: { status: 502, type: 'server_error' },
   SLUICE_UPSTREAM_CONNECT_TIMEOUT: { status: 504, type: 'timeout_error' },

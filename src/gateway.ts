@@ -7,6 +7,10 @@ import { Ticker } from './relay/ticker.ts';
 import { KeyChecker } from './auth/key-checker.ts';
 import { requestLogger, type RequestLogger } from './generation/request-log.ts';
 import { Logger, type EventLog } from './logger.ts';
+import { KeyRing } from './auth/key-ring.ts';
+import { Limiter } from './limits/limiter.ts';
+import { Ledger } from './ledger/ledger.ts';
+import { openStore, type StateStore } from './state/store.ts';
 import { createRequestHandler } from './http/server.ts';
 import { createListener, type Listener } from './http/listener.ts';
 import { WebSocketHub } from './ws/hub.ts';
@@ -40,6 +44,8 @@ export interface Gateway {
   models(): string[];
   /** The built-in simulator, when no upstream was configured. */
   readonly simulator: Simulator | undefined;
+  /** The state store (keys, ledger), when `state.url` is set. */
+  readonly store: StateStore | undefined;
   /** Generations in flight (streamed or not, HTTP or WebSocket). */
   readonly inFlight: number;
   /** Whether it is serving, announcing its shutdown or draining (src/shutdown.ts). */
@@ -69,6 +75,23 @@ export async function startGatewayWithConfig(
   hooks: { logger?: RequestLogger | undefined; notice?: EventLog | undefined; env?: NodeJS.ProcessEnv | undefined } = {},
 ): Promise<Gateway> {
   const logger = new Logger(config.log, { events: hooks.notice });
+  const notice = (line: string): void => logger.event(line, 'warn');
+  // The store first: a bad state.url stops start-up before anything listens.
+  const store = config.state.url === undefined ? undefined : await openStore(config.state.url);
+  const keys = new KeyRing(new KeyChecker(config.api_keys), store, notice);
+  try {
+    await keys.start(config.state.refresh_ms);
+  } catch (err) {
+    await store?.close();
+    throw err;
+  }
+  const ledger = store === undefined ? undefined : new Ledger(store, config.state.ledger_flush_ms, notice);
+  /** What start-up opened before the listener, closed when start-up fails and after the drain. */
+  const closeState = async (): Promise<void> => {
+    keys.stop();
+    await ledger?.close();
+    await store?.close();
+  };
   let simulator: Simulator | undefined;
   if (config.upstreams.length === 0) {
     simulator = await startSimulator({ timing: { ttftMs: config.sim.ttft_ms, itlMs: config.sim.itl_ms, tokens: config.sim.tokens } });
@@ -87,7 +110,9 @@ export async function startGatewayWithConfig(
     config,
     registry,
     ticker,
-    keys: new KeyChecker(config.api_keys),
+    keys,
+    limiter: new Limiter(),
+    ledger,
     log: hooks.logger ?? requestLogger(logger),
     logger,
     version: VERSION,
@@ -102,6 +127,7 @@ export async function startGatewayWithConfig(
   } catch (err) {
     await registry.close();
     await simulator?.close();
+    await closeState();
     // OpenSSL's text names neither file ("PEM routines::no start line"): the line says which pair it was.
     const files = config.tls ? ` (tls.cert_file ${config.tls.cert_file}, tls.key_file ${config.tls.key_file}: a PEM certificate and its private key)` : '';
     throw err instanceof Error && 'code' in err && String(err.code).startsWith('ERR_OSSL') ? new ConfigError(`tls: ${err.message}${files}`) : err;
@@ -115,6 +141,7 @@ export async function startGatewayWithConfig(
   } catch (err) {
     await registry.close();
     await simulator?.close();
+    await closeState();
     throw err;
   }
   const addr = server.address() as AddressInfo;
@@ -127,6 +154,8 @@ export async function startGatewayWithConfig(
       ticker.stop();
       await registry.close();
       await simulator?.close();
+      // After every generation has ended: their ledger records are queued, and this writes them.
+      await closeState();
     },
     notice: logger.event,
   });
@@ -141,6 +170,7 @@ export async function startGatewayWithConfig(
     server,
     models: () => registry.models().map((m) => m.id),
     simulator,
+    store,
     get inFlight() {
       return ctx.generations.size;
     },

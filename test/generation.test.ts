@@ -6,6 +6,8 @@ import type { ConfigInput } from '../src/config/schema.ts';
 import { Registry } from '../src/upstream/registry.ts';
 import { Ticker } from '../src/relay/ticker.ts';
 import { KeyChecker } from '../src/auth/key-checker.ts';
+import { KeyRing } from '../src/auth/key-ring.ts';
+import { Limiter } from '../src/limits/limiter.ts';
 import type { GatewayContext } from '../src/generation/context.ts';
 import { Generation, type UnaryResponder } from '../src/generation/generation.ts';
 import type { UnaryAnswer } from '../src/generation/attach.ts';
@@ -107,7 +109,7 @@ async function context(t: TestContext, upstreamUrl: string, input: Omit<ConfigIn
     await registry.close();
   });
   const logs: RequestLogEntry[] = [];
-  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyChecker([]), log: (e) => logs.push(e), version: 'test', generations: new Set(), lifecycle: { phase: 'serving' }, metrics: undefined };
+  const ctx: GatewayContext = { config, registry, ticker, keys: new KeyRing(new KeyChecker([]), undefined, () => {}), limiter: new Limiter(), ledger: undefined, log: (e) => logs.push(e), version: 'test', generations: new Set(), lifecycle: { phase: 'serving' }, metrics: undefined };
   return { ctx, logs };
 }
 

@@ -4,6 +4,8 @@ import { UsageError } from './args.ts';
 import { doctorCommand } from '../doctor/command.ts';
 import { benchCommand } from './bench-command.ts';
 import { VERSION } from '../gateway.ts';
+import { keysCommand } from './keys-command.ts';
+import { usageCommand } from './usage-command.ts';
 
 const HELP = `Usage: sluice <command> [options]
 
@@ -11,6 +13,8 @@ Commands:
   serve     run the gateway (on the built-in simulator when no upstream is configured)
   sim       run the simulator alone (an engine stand-in; no model)
   doctor    diagnose a streaming endpoint and name the hop that breaks it
+  keys      client keys with limits in the state store: create, list, update, revoke
+  usage     the usage ledger: requests, tokens and outcomes per key, model or day
   bench     benchmark Sluice against direct and nginx, side by side (see docs/performance.md)
   version   print the version (also 'sluice --version' or 'sluice -v')
   help      show this help; 'sluice <command> --help' for a command's options`;
@@ -22,6 +26,8 @@ const COMMANDS: Record<string, Command> = {
   sim: simCommand,
   doctor: doctorCommand,
   bench: benchCommand,
+  keys: keysCommand,
+  usage: usageCommand,
 };
 
 /** Runs the CLI; resolves to the exit code. */

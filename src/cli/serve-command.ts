@@ -8,6 +8,8 @@ import { levelEnabled } from '../logger.ts';
 import type { LogLevel } from '../config/schema.ts';
 import { checkUpstreamHosts } from '../upstream/check-hosts.ts';
 import { listenFailure } from './listen-failure.ts';
+import { existsSync } from 'node:fs';
+import { DEFAULT_STATE_URL, sqlitePath, StateUrlError } from '../state/store.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -27,6 +29,8 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --tls-cert FILE   serve HTTPS with this PEM certificate (chain); HTTP/2 and HTTP/1.1 by ALPN (env SLUICE_TLS_CERT)
   --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
   --h2c             without TLS, also accept cleartext HTTP/2 with prior knowledge on the same port (env SLUICE_H2C=1)
+  --state URL       keys, limits and the usage ledger: sqlite:PATH or redis://HOST:PORT (env SLUICE_STATE;
+                    default: ./sluice.db when that file exists, else none; docs/keys.md)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
   --log-level L     error, warn, info (default) or debug (env SLUICE_LOG_LEVEL)
   --log-format F    json (default) or text: one readable line per event (env SLUICE_LOG_FORMAT)
@@ -47,6 +51,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       h2c: { type: 'boolean' },
+      state: { type: 'string' },
       quiet: { type: 'boolean' },
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
@@ -73,6 +78,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       h2c: values.h2c,
       logLevel: values['log-level'],
       logFormat: values['log-format'],
+      state: values.state,
     });
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -82,12 +88,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw err;
   }
   if (values.quiet) config = { ...config, log: { ...config.log, requests: false } };
+  // The default store is used when it exists (made by `sluice keys create`): serving alone never creates a file.
+  if (config.state.url === undefined && existsSync(sqlitePath(DEFAULT_STATE_URL))) config = { ...config, state: { ...config.state, url: DEFAULT_STATE_URL } };
   let gateway;
   try {
     await checkUpstreamHosts(config.upstreams);
     gateway = await startGatewayWithConfig(config);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof StateUrlError) {
       console.error(`sluice serve: ${err.message}`);
       return 2;
     }
@@ -115,13 +123,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const models = gateway.models();
   const model = models[0] ?? 'MODEL';
   say(`models: ${models.join(', ') || `(none discovered yet; see ${root}/ready)`}`);
-  const auth = config.api_keys.length > 0 ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
+  const auth = config.api_keys.length > 0 || gateway.store ? ` -H 'Authorization: Bearer YOUR_KEY'` : '';
   const http = config.tls ? 'HTTPS with HTTP/2 and HTTP/1.1 (ALPN)' : config.h2c ? 'HTTP/1.1 and cleartext HTTP/2 (prior knowledge)' : 'HTTP/1.1';
   // Whole URLs: a bare "/ws" beside a /v1 URL was read as the root's /ws, which is 404 (issue 13).
   const wsBase = gateway.url.replace(/^http/, 'ws');
   const ws = config.websocket.enabled ? `; WebSocket on ${wsBase}/responses (Responses WebSocket mode) and ${wsBase}/ws (multiplexed chat)` : '';
   say(`transports: ${http}${ws}`);
   say(`probes: ${root}/health (live), ${root}/ready (ready)${config.metrics.enabled ? `; metrics: ${root}/metrics` : ''}`);
+  say(gateway.store ? `state: ${gateway.store.url} (stored keys, limits and the usage ledger; docs/keys.md)` : 'state: none (static api_keys only, no usage ledger; --state or `sluice keys create` to have one)');
   say(`try: curl -N ${config.tls ? '--http2 ' : config.h2c ? '--http2-prior-knowledge ' : ''}${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
   if (!isLoopback(config.host) && config.api_keys.length === 0) {
     say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`, 'warn');

@@ -22,6 +22,7 @@ export interface ConfigOverrides {
   h2c?: boolean | undefined;
   logLevel?: string | undefined;
   logFormat?: string | undefined;
+  state?: string | undefined;
 }
 
 /**
@@ -68,6 +69,10 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
+  const setState = (value: string | undefined): void => {
+    if (value !== undefined && value !== '') raw['state'] = { ...(raw['state'] as object | undefined), url: value };
+  };
+  setState(env['SLUICE_STATE']);
   const quiet = env['SLUICE_QUIET'];
   if (quiet !== undefined && quiet !== '' && quiet !== '0' && quiet !== 'false') raw['log'] = { ...(raw['log'] as object | undefined), requests: false };
   const setLog = (key: 'level' | 'format', value: string | undefined): void => {
@@ -95,6 +100,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   if (flags.h2c) raw['h2c'] = true;
   setLog('level', flags.logLevel);
   setLog('format', flags.logFormat);
+  setState(flags.state);
   if (flags.upstreams && flags.upstreams.length > 0) raw['upstreams'] = flags.upstreams.map((url) => ({ url }));
 
   return validateConfig(raw, file ?? 'config');

@@ -97,6 +97,8 @@ export const configSchema = z.strictObject({
       max_event_bytes: z.number().int().min(1024).default(16 * 1024 * 1024),
       /** Largest non-streamed upstream response (or error body) read. */
       max_response_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+      /** Completion tokens reserved against a key's tpm for a request that sets no max_tokens (docs/keys.md). */
+      tpm_reserve_completion: z.number().int().min(0).default(256),
     })
     .prefault({}),
   discovery_interval_ms: z.number().int().min(0).default(30_000),
@@ -128,6 +130,18 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Deprecated alias of `drain.timeout_ms` (src/config/load.ts moves it there). */
   drain_timeout_ms: z.number().int().min(0).optional(),
+  /** Where stored client keys, their limits and the usage ledger live (docs/keys.md). */
+  state: z
+    .strictObject({
+      /** `sqlite:PATH` or `redis://HOST:PORT`. Unset: no stored keys and no ledger (`sluice serve` then uses
+       * ./sluice.db if it exists). */
+      url: z.string().regex(/^(sqlite:.+|rediss?:\/\/.+)$/, 'must be sqlite:PATH or redis://HOST:PORT').optional(),
+      /** How often the store's key version is polled: a revoked or changed key takes effect within this plus a poll. */
+      refresh_ms: z.number().int().min(10).default(500),
+      /** How often queued ledger records are written (and at 1,000 records, and on shutdown). */
+      ledger_flush_ms: z.number().int().min(10).default(1000),
+    })
+    .prefault({}),
   /** How tokens are metered (docs/metering.md). */
   metering: z
     .strictObject({

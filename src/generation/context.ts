@@ -1,7 +1,9 @@
 import type { Config } from '../config/schema.ts';
 import type { Registry } from '../upstream/registry.ts';
 import type { Ticker } from '../relay/ticker.ts';
-import type { KeyChecker } from '../auth/key-checker.ts';
+import type { KeyRing } from '../auth/key-ring.ts';
+import type { Limiter } from '../limits/limiter.ts';
+import type { Ledger } from '../ledger/ledger.ts';
 import type { RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
@@ -19,7 +21,12 @@ export interface GatewayContext {
   config: Config;
   registry: Registry;
   ticker: Ticker;
-  keys: KeyChecker;
+  /** Client keys: static and stored (src/auth/key-ring.ts). */
+  keys: KeyRing;
+  /** Per-key limits of this process. */
+  limiter: Limiter;
+  /** The usage ledger; undefined without a state store. */
+  ledger: Ledger | undefined;
   log: RequestLogger;
   /** Operational events (debug lines of a request's routing); absent in unit tests that want none. */
   logger?: Logger | undefined;

@@ -13,6 +13,9 @@ import { forward, type Forwarded } from './forward.ts';
 import type { RequestLogEntry } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import { textValue } from '../logger.ts';
+import type { Principal } from '../auth/key-ring.ts';
+import type { Reservation } from '../limits/limiter.ts';
+import { estimateTokens } from '../limits/estimate.ts';
 
 const UPSTREAM_PATHS: Record<RequestKind, string> = {
   chat: '/chat/completions',
@@ -31,6 +34,8 @@ export interface GenerationOrigin {
   kind: RequestKind;
   /** `performance.now()` when the request arrived. */
   startedPerf: number;
+  /** Who asked, as authenticated by the transport; undefined is `static` (no stored key). */
+  principal?: Principal | undefined;
 }
 
 /** Where a non-streamed generation's answer goes (the HTTP adapter: a JSON response). */
@@ -76,6 +81,15 @@ export class Generation {
   /** A non-streamed answer was handed to the transport: a close from here on is its end, not a cancel. */
   #answered = false;
   #logged = false;
+  readonly #principal: Principal;
+  /** The stored key's name, for the ledger; null for a static key or no auth. */
+  #keyName: string | null = null;
+  /** The key's hold on its limits, settled at the end with the real usage. */
+  #reservation: Reservation | undefined;
+  /** The prompt's estimated tokens: what is settled when the engine never reported the prompt's real count. */
+  #promptEstimate = 0;
+  /** The key's `x-ratelimit-*` headers, set at admission; every response of the request carries them. */
+  rateHeaders: Readonly<Record<string, string>> = NO_HEADERS;
 
   /** `onEnd` runs once when the generation is over, whatever its outcome (after its log line). */
   constructor(ctx: GatewayContext, origin: GenerationOrigin, onEnd?: () => void) {
@@ -83,6 +97,7 @@ export class Generation {
     this.#onEnd = onEnd;
     this.#kind = origin.kind;
     this.#startedPerf = origin.startedPerf;
+    this.#principal = origin.principal ?? 'static';
     this.log = newLogEntry(origin);
   }
 
@@ -118,6 +133,7 @@ export class Generation {
       writer.fail(this.reject(err), () => {});
       return;
     }
+    writer.setHeaders?.(this.rateHeaders);
     if (this.#cancelled) {
       const e = clientAbortedError();
       this.log.outcome = 'client_aborted';
@@ -264,6 +280,16 @@ export class Generation {
     const { registry } = this.#ctx;
     this.log.model = parsed.model;
     this.log.stream = stream;
+    const key = this.#principal === 'static' ? undefined : this.#ctx.keys.current(this.#principal);
+    if (this.#principal !== 'static') {
+      // Checked again here: a WebSocket authenticated at its upgrade may outlive its key.
+      if (key === undefined) throw new SluiceError('SLUICE_UNAUTHORIZED', 'This API key has been revoked or has expired.', { wireCode: 'invalid_api_key' });
+      this.#keyName = key.record.name;
+      const models = key.record.models;
+      if (models !== null && !models.includes(parsed.model)) {
+        throw new SluiceError('SLUICE_MODEL_NOT_ALLOWED', `This API key may not use the model '${parsed.model}'. It may use: ${models.join(', ')}.`, { param: 'model', wireCode: 'model_not_allowed' });
+      }
+    }
     if (!registry.serves(parsed.model)) await registry.rediscoverIfStale();
     const replicas = registry.route(parsed.model);
     if (replicas.length === 0) {
@@ -273,6 +299,17 @@ export class Generation {
         : new SluiceError('SLUICE_MODEL_NOT_FOUND', `The model '${parsed.model}' does not exist. Available models: ${known.join(', ') || '(none)'}.`, { param: 'model', wireCode: 'model_not_found' });
     }
     this.#model = parsed.model;
+    if (key !== undefined) {
+      // Limits last, once the request is known to be servable, and before any upstream work.
+      const r = key.record;
+      if (r.rpm !== null || r.tpm !== null || r.concurrency !== null) {
+        const estimate = estimateTokens(parsed, this.#ctx.config.limits.tpm_reserve_completion);
+        const admitted = this.#ctx.limiter.admit(r.name, r, estimate.total);
+        this.#reservation = admitted.reservation;
+        this.#promptEstimate = estimate.prompt;
+        this.rateHeaders = admitted.headers;
+      }
+    }
     const id = registry.resolve(parsed.model);
     // vLLM and SGLang put the running usage on every chunk when asked (`continuous_usage_stats`): a stream cut short
     // is then metered exactly (docs/metering.md). Other engines may refuse the unknown option, so only these two.
@@ -329,6 +366,19 @@ export class Generation {
     });
   }
 
+  /**
+   * Replaces the tokens reserved at admission with what the request used, aborted and failed ones included: the
+   * metered figures (docs/metering.md); the prompt's estimate when the engine never reported the prompt but did
+   * generate (a counted stream); nothing for a request the engine never worked on.
+   */
+  #settle(): void {
+    const r = this.#reservation;
+    if (r === undefined) return;
+    const log = this.log;
+    const prompt = log.tokens_in ?? (log.tokens_out !== undefined ? this.#promptEstimate : 0);
+    r.settle(prompt + (log.tokens_out ?? 0));
+  }
+
   /** Writes the log line, once. */
   #end(): void {
     if (this.#logged) return;
@@ -339,6 +389,24 @@ export class Generation {
     const now = performance.now();
     log.duration_ms = round(now - this.#startedPerf);
     if (ctx.metrics) this.#record(ctx.metrics, now);
+    this.#settle();
+    ctx.ledger?.add({
+      ts: Math.round(performance.timeOrigin + this.#startedPerf),
+      request_id: log.id,
+      key: this.#keyName,
+      model: log.model ?? null,
+      upstream: log.upstream ?? null,
+      endpoint: log.path,
+      stream: log.stream,
+      prompt_tokens: log.tokens_in ?? null,
+      completion_tokens: log.tokens_out ?? null,
+      tokens_source: log.tokens_source ?? null,
+      outcome: log.outcome,
+      status: log.status,
+      error_code: log.error_code ?? null,
+      ttft_ms: log.ttft_ms ?? null,
+      duration_ms: log.duration_ms,
+    });
     if (ctx.config.log.requests) {
       log.ts = new Date(performance.timeOrigin + this.#startedPerf).toISOString();
       ctx.log(log);
@@ -379,5 +447,7 @@ function newLogEntry(o: GenerationOrigin): RequestLogEntry {
     error_code: undefined,
   };
 }
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;

@@ -34,7 +34,7 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
     return;
   }
   if (Generation.streams(parsed)) await gen.stream(parsed, sseWriter(res));
-  else await gen.unary(parsed, jsonResponder(res));
+  else await gen.unary(parsed, jsonResponder(res, gen));
 }
 
 /** The SSE writer of the response's HTTP version. */
@@ -42,15 +42,15 @@ function sseWriter(res: HttpResponse): StreamWriter {
   return res instanceof Http2ServerResponse ? new Http2SseWriter(res) : new Http1SseWriter(res);
 }
 
-/** A non-streamed answer: the upstream's JSON with its status, or the error as JSON. */
-function jsonResponder(res: HttpResponse): UnaryResponder {
+/** A non-streamed answer: the upstream's JSON with its status, or the error as JSON; each with the key's rate headers. */
+function jsonResponder(res: HttpResponse, gen: Generation): UnaryResponder {
   return {
     answer(a) {
-      (res as ServerResponse).writeHead(a.status, { 'content-type': a.contentType, 'content-length': Buffer.byteLength(a.body) });
+      (res as ServerResponse).writeHead(a.status, { ...gen.rateHeaders, 'content-type': a.contentType, 'content-length': Buffer.byteLength(a.body) });
       res.end(a.body);
     },
     fail(err) {
-      if (!res.destroyed) sendJsonError(res, err);
+      if (!res.destroyed) sendJsonError(res, err, gen.rateHeaders);
     },
   };
 }

@@ -68,11 +68,18 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
     return;
   }
 
-  if (path.startsWith('/v1/') && !ctx.keys.check(req.headers.authorization)) return unauthorized(req, res);
+  // Every /v1/ request: static keys and stored keys, from memory (src/auth/key-ring.ts).
+  const principal = path.startsWith('/v1/') ? ctx.keys.authenticate(req.headers.authorization) : 'static';
+  if (principal === undefined) return unauthorized(req, res);
 
   if (path === '/v1/models') {
     if (method !== 'GET') return methodNotAllowed(req, res, 'GET');
-    const data = ctx.registry.models().map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by }));
+    // A key limited to some models sees those.
+    const allowed = principal === 'static' ? null : principal.record.models;
+    const data = ctx.registry
+      .models()
+      .filter((m) => allowed === null || allowed.includes(m.id))
+      .map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by }));
     return json(res, 200, { object: 'list', data });
   }
   const kind = GENERATE_ROUTES[path];
@@ -84,7 +91,7 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
       req.resume();
       return sendJsonError(res, new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'));
     }
-    return handleGenerate(ctx, req, res, { id, method, path, kind, startedPerf: performance.now() });
+    return handleGenerate(ctx, req, res, { id, method, path, kind, startedPerf: performance.now(), principal });
   }
   req.resume();
   sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));

@@ -19,7 +19,7 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
  */
 export abstract class SseWriter<Res extends ServerResponse | Http2ServerResponse> implements StreamWriter {
   protected readonly res: Res;
-  readonly #extraHeaders: Record<string, string>;
+  #extraHeaders: Record<string, string>;
   /** Frames queued for the next flush. */
   protected queue = '';
   #opened = false;
@@ -27,6 +27,11 @@ export abstract class SseWriter<Res extends ServerResponse | Http2ServerResponse
   constructor(res: Res, extraHeaders: Record<string, string>) {
     this.res = res;
     this.#extraHeaders = extraHeaders;
+  }
+
+  /** Adds headers to the response's head (the key's rate-limit headers, known once the request is admitted). */
+  setHeaders(headers: Readonly<Record<string, string>>): void {
+    this.#extraHeaders = { ...this.#extraHeaders, ...headers };
   }
 
   open(): void {

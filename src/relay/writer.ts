@@ -6,6 +6,11 @@ import type { SluiceError } from '../errors.ts';
  * `flush()`, so one upstream read becomes one write.
  */
 export interface StreamWriter {
+  /**
+   * Optional: headers for the response's head, before `open()` (the key's `x-ratelimit-*`). Transports without a
+   * head of their own per stream (WebSocket) leave it out.
+   */
+  setHeaders?(headers: Readonly<Record<string, string>>): void;
   /** Commits the response (status 200 and stream headers). Idempotent. */
   open(): void;
   readonly opened: boolean;

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { SluiceError } from '../errors.ts';
-import type { KeyChecker } from '../auth/key-checker.ts';
+import type { KeyRing, Principal } from '../auth/key-ring.ts';
 
 /**
  * Subprotocol prefixes that carry an API key. Browsers cannot set headers on a WebSocket, so, like OpenAI's Realtime
@@ -51,21 +51,20 @@ export class OriginPolicy {
 
 /**
  * Checks an upgrade request before the handshake: its Origin, then its key (an `Authorization: Bearer` header, or a
- * key-carrying subprotocol). Returns the error to answer with as a plain HTTP response, or undefined to go on.
+ * key-carrying subprotocol). Returns the error to answer with as a plain HTTP response, or who the socket belongs to.
  */
-export function checkUpgrade(req: IncomingMessage, keys: KeyChecker, origins: OriginPolicy): SluiceError | undefined {
+export function checkUpgrade(req: IncomingMessage, keys: KeyRing, origins: OriginPolicy): SluiceError | Principal {
   const origin = req.headers.origin;
   if (!origins.allows(origin)) {
     return new SluiceError('SLUICE_ORIGIN_NOT_ALLOWED', `Origin '${origin}' may not open a WebSocket here; add it to websocket.origins (or cors.origins).`, { wireCode: 'origin_not_allowed' });
   }
-  if (!keys.enabled) return undefined;
+  if (!keys.enabled) return 'static';
+  const wrong = (): SluiceError => new SluiceError('SLUICE_UNAUTHORIZED', 'Incorrect API key provided.', { wireCode: 'invalid_api_key' });
   const auth = req.headers.authorization;
-  if (auth !== undefined) {
-    return keys.check(auth) ? undefined : new SluiceError('SLUICE_UNAUTHORIZED', 'Incorrect API key provided.', { wireCode: 'invalid_api_key' });
-  }
+  if (auth !== undefined) return keys.authenticate(auth) ?? wrong();
   for (const p of offeredProtocols(req)) {
     const key = keyOf(p);
-    if (key !== undefined) return keys.checkKey(key) ? undefined : new SluiceError('SLUICE_UNAUTHORIZED', 'Incorrect API key provided.', { wireCode: 'invalid_api_key' });
+    if (key !== undefined) return keys.authenticateKey(key) ?? wrong();
   }
   return new SluiceError(
     'SLUICE_UNAUTHORIZED',

@@ -8,15 +8,16 @@ import { errorJson, wsErrorMessage } from '../openai/error-wire.ts';
 import { WsChannel } from './channel.ts';
 import { checkUpgrade, OriginPolicy, selectProtocol } from './handshake.ts';
 import { hostRefusal } from '../auth/host-check.ts';
+import type { Principal } from '../auth/key-ring.ts';
 import { MuxSession } from './mux-session.ts';
 import { ResponsesSession } from './responses-session.ts';
 import { CLOSE, type WsSession } from './session.ts';
 
-type SessionFactory = (ctx: GatewayContext, channel: WsChannel) => WsSession;
+type SessionFactory = (ctx: GatewayContext, channel: WsChannel, principal: Principal) => WsSession;
 
 const ENDPOINTS: Record<string, SessionFactory> = {
-  '/v1/ws': (ctx, channel) => new MuxSession(ctx, channel),
-  '/v1/responses': (ctx, channel) => new ResponsesSession(ctx, channel),
+  '/v1/ws': (ctx, channel, principal) => new MuxSession(ctx, channel, principal),
+  '/v1/responses': (ctx, channel, principal) => new ResponsesSession(ctx, channel, principal),
 };
 
 /**
@@ -62,15 +63,15 @@ export class WebSocketHub {
       return reject(socket, new SluiceError('SLUICE_NOT_FOUND', `No WebSocket endpoint at ${url}${where}.`, { wireCode: 'not_found' }));
     }
     if (this.#stopped) return reject(socket, new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down'));
-    const refused = checkUpgrade(req, this.#ctx.keys, this.#origins);
-    if (refused) return reject(socket, refused);
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#run(ws, factory));
+    const principal = checkUpgrade(req, this.#ctx.keys, this.#origins);
+    if (principal instanceof SluiceError) return reject(socket, principal);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#run(ws, factory, principal));
   }
 
-  #run(ws: WebSocket, factory: SessionFactory): void {
+  #run(ws: WebSocket, factory: SessionFactory, principal: Principal): void {
     const cfg = this.#ctx.config.websocket;
     const channel = new WsChannel(ws, { maxBufferedBytes: cfg.max_buffered_bytes, pingIntervalMs: cfg.ping_interval_ms, ticker: this.#ctx.ticker });
-    const session = factory(this.#ctx, channel);
+    const session = factory(this.#ctx, channel, principal);
     this.#sessions.set(ws, session);
     // `ws` closes the connection with 1009 by itself when a message exceeds maxPayload, before any listener could
     // answer; explain the close first (the socket is still open for sending at that moment).

@@ -1,4 +1,5 @@
 import { SluiceError } from '../errors.ts';
+import type { Principal } from '../auth/key-ring.ts';
 import type { GatewayContext } from '../generation/context.ts';
 import { wsErrorMessage } from '../openai/error-wire.ts';
 import type { WsChannel } from './channel.ts';
@@ -40,8 +41,12 @@ export class MuxSession implements WsSession {
   readonly #streams = new Map<string, WsGeneration>();
   #draining = false;
 
-  constructor(ctx: GatewayContext, channel: WsChannel) {
+  /** Who opened the socket: each generation checks the key again (revoked keys stop at the next one). */
+  readonly #principal: Principal;
+
+  constructor(ctx: GatewayContext, channel: WsChannel, principal: Principal) {
     this.#ctx = ctx;
+    this.#principal = principal;
     this.#channel = channel;
     this.#max = ctx.config.websocket.max_concurrent_per_connection;
   }
@@ -105,6 +110,7 @@ export class MuxSession implements WsSession {
       path: endpoint as string,
       body: body as Record<string, unknown>,
       channel: this.#channel,
+      principal: this.#principal,
       framing: muxFraming(id),
       onEnd: () => {
         if (g !== undefined && this.#streams.get(id) === g) this.#streams.delete(id);

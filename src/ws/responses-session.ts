@@ -1,4 +1,5 @@
 import { SluiceError } from '../errors.ts';
+import type { Principal } from '../auth/key-ring.ts';
 import type { GatewayContext } from '../generation/context.ts';
 import { wsErrorMessage } from '../openai/error-wire.ts';
 import type { WsChannel } from './channel.ts';
@@ -47,8 +48,12 @@ export class ResponsesSession implements WsSession {
   #current: WsGeneration | undefined;
   #draining = false;
 
-  constructor(ctx: GatewayContext, channel: WsChannel) {
+  /** Who opened the socket: each generation checks the key again (revoked keys stop at the next one). */
+  readonly #principal: Principal;
+
+  constructor(ctx: GatewayContext, channel: WsChannel, principal: Principal) {
     this.#ctx = ctx;
+    this.#principal = principal;
     this.#channel = channel;
     this.#max = ctx.config.websocket.max_concurrent_per_connection;
   }
@@ -96,6 +101,7 @@ export class ResponsesSession implements WsSession {
         path: '/v1/responses',
         body: p.body,
         channel: this.#channel,
+      principal: this.#principal,
         framing: responsesFraming(p.streamId),
         onEnd: () => {
           if (g === undefined || this.#current !== g) return;

@@ -1,6 +1,7 @@
 import { newRequestId } from '../generation/request-id.ts';
 import { Generation } from '../generation/generation.ts';
 import type { GatewayContext } from '../generation/context.ts';
+import type { Principal } from '../auth/key-ring.ts';
 import { validateRequest } from '../openai/request.ts';
 import type { WsChannel } from './channel.ts';
 import { WsStreamWriter, type WsFraming } from './ws-writer.ts';
@@ -18,9 +19,9 @@ export interface WsGeneration {
  */
 export function startWsGeneration(
   ctx: GatewayContext,
-  g: { kind: 'chat' | 'completion' | 'responses'; path: string; body: Record<string, unknown>; channel: WsChannel; framing: WsFraming; onEnd: () => void },
+  g: { kind: 'chat' | 'completion' | 'responses'; path: string; body: Record<string, unknown>; channel: WsChannel; principal: Principal; framing: WsFraming; onEnd: () => void },
 ): WsGeneration {
-  const gen = new Generation(ctx, { id: newRequestId(), method: 'WS', path: g.path, kind: g.kind, startedPerf: performance.now() });
+  const gen = new Generation(ctx, { id: newRequestId(), method: 'WS', path: g.path, kind: g.kind, startedPerf: performance.now(), principal: g.principal });
   const writer = new WsStreamWriter(g.channel, g.framing, g.onEnd);
   let parsed;
   try {
