@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up for running the test suite on a fresh Debian 12 machine: the Debian packages the tests drive for real
-# (listed in .ci/apt-packages: proxies, browser, ...), then the npm packages (which include Node 24 itself).
+# (listed in .ci/apt-packages: proxies, browser, Python), then the npm packages (which include Node 24 itself), then
+# openai-python in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,9 @@ if [ -n "$missing" ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 npm install --no-audit --no-fund
+# openai-python, for the tests that drive the Python SDK (test/helpers/python-openai.ts), in a venv of the repository's
+# own (Debian 12's system Python refuses `pip install`). Those tests are skipped, saying so, when this fails.
+if ! .venv/bin/python -c 'import openai' >/dev/null 2>&1; then
+  echo "setup: installing openai-python into .venv"
+  { python3 -m venv .venv && .venv/bin/pip install -q openai; } || echo "setup: openai-python could not be installed; its tests will be skipped"
+fi

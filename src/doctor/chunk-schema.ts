@@ -79,6 +79,10 @@ export function validateChunk(endpoint: 'chat' | 'completions', json: unknown): 
   return { errors, warnings };
 }
 
+const RESPONSE_OBJECT = new Set(['response.created', 'response.in_progress', 'response.completed', 'response.incomplete', 'response.failed']);
+const ITEM_EVENT = /^response\.(output_item\.(added|done)|content_part\.(added|done)|output_text\.(delta|done)|function_call_arguments\.(delta|done))$/;
+const PART_EVENT = /^response\.(content_part\.(added|done)|output_text\.(delta|done))$/;
+
 /** Checks one Responses API event (`event:` line and data). */
 export function validateResponsesEvent(event: string | null, json: unknown): SchemaFindings {
   const errors: string[] = [];
@@ -91,6 +95,20 @@ export function validateResponsesEvent(event: string | null, json: unknown): Sch
     errors.push(`${type} has no string \`delta\``);
   }
   if (typeof json['sequence_number'] !== 'number') warnings.push('`sequence_number` is missing');
+  if (typeof type !== 'string') return { errors, warnings };
+  // What the SDKs' `responses.stream()` accumulate the answer with (openai-python appends to the first response's
+  // `output`; openai-node indexes its snapshot by `output_index` and `content_index`), as llama-server 80fb11a left out.
+  if (RESPONSE_OBJECT.has(type)) {
+    const r = json['response'];
+    if (!isObj(r)) errors.push(`${type} has no \`response\` object`);
+    else {
+      if (type !== 'response.failed' && !Array.isArray(r['output'])) errors.push(`${type} has no \`response.output\` array: openai-python's responses.stream() fails on it`);
+      if (typeof r['model'] !== 'string') warnings.push(`${type} has no \`response.model\``);
+    }
+  } else if (ITEM_EVENT.test(type) && typeof json['output_index'] !== 'number') {
+    errors.push(`${type} has no \`output_index\`: the SDKs' responses.stream() cannot place it`);
+  }
+  if (PART_EVENT.test(type) && typeof json['content_index'] !== 'number') errors.push(`${type} has no \`content_index\`: the SDKs' responses.stream() cannot place it`);
   return { errors, warnings };
 }
 

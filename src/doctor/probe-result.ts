@@ -10,7 +10,7 @@ export interface ProbeResult {
   name: string;
   /** Base URL probed. */
   baseUrl: string;
-  /** The simulator's probe stamps were asked for (the target is Sluice or its simulator). */
+  /** The simulator's probe stamps were asked for (the target is Sluice or its simulator) and the tokens carried them. */
   probeMode: boolean;
   recording: StreamRecording;
   tokens: TokenArrival[];

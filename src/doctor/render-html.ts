@@ -61,7 +61,7 @@ table.m th{font-weight:normal;color:#57606a;width:45%}table.c tr{border-top:1px 
 ul{margin:4px 0;padding-left:1.2em;color:#57606a}li.fix{color:#1f2328}figure{margin:1em 0}figcaption{color:#57606a;font-size:12px}
 </style></head><body>
 <h1>sluice doctor — ${escapeXml(report.url)}</h1>
-<p><span class="badge" style="background:${COLORS[report.status]}">${report.status.toUpperCase()}</span> ${fails} failure(s), ${warns} warning(s) · model ${escapeXml(report.model)} · ${report.target === 'other' ? 'arrival-time analysis' : 'probe mode (Sluice simulator stamps)'} · ${escapeXml(report.startedAt)}</p>
+<p><span class="badge" style="background:${COLORS[report.status]}">${report.status.toUpperCase()}</span> ${fails} failure(s), ${warns} warning(s) · model ${escapeXml(report.model)} · ${report.probes.some((p) => p.probeMode) ? 'probe mode (Sluice simulator stamps)' : 'arrival-time analysis'} · ${escapeXml(report.startedAt)}</p>
 ${sections.join('\n')}
 </body></html>
 `;

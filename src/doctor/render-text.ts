@@ -18,7 +18,9 @@ const CODES: Record<CheckStatus | 'dim' | 'bold', string> = { pass: '32', warn: 
 export function renderText(report: DoctorReport, options: TextOptions): string {
   const paint = (kind: keyof typeof CODES, s: string): string => (options.color ? `\x1b[${CODES[kind]}m${s}\x1b[0m` : s);
   const lines: string[] = [];
-  const targetText = report.target === 'other' ? '' : ` — ${report.target === 'sluice' ? 'Sluice' : 'Sluice simulator'}: probe mode`;
+  const stamped = report.probes.some((p) => p.probeMode);
+  const targetText =
+    report.target === 'other' ? '' : ` — ${report.target === 'sluice' ? 'Sluice' : 'Sluice simulator'}: ${stamped ? 'probe mode' : 'no probe stamps arrived (its upstream is not the simulator), arrival times only'}`;
   lines.push(`${paint('bold', 'sluice doctor')} ${report.url}  (model ${report.model}${targetText})`);
 
   const section = (p: ProbeResult, checks: readonly Check[], title: string): void => {

@@ -70,7 +70,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const probeSim = target.kind === 'other' ? null : { ...PROBE_SIM };
   const probes: ProbeResult[] = [];
   for (const endpoint of endpoints) {
-    progress(`streaming ${endpoint} (${target.kind === 'other' ? 'model' : 'probe mode'}: ${target.model}) …`);
+    progress(`streaming ${endpoint} (${target.kind === 'other' ? 'model' : 'asking for probe stamps'}: ${target.model}) …`);
     probes.push(
       await runProbe({ name: endpoint, base, endpoint, model: target.model, headers, extraBody, sim: probeSim, deadlineMs, doneGraceMs, connectTimeoutMs, keepErrors: false }),
     );

@@ -60,11 +60,11 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
       connectTimeoutMs: spec.connectTimeoutMs,
     });
   let rec = await record(spec.sim);
-  let probeMode = spec.sim !== null;
+  let asked = spec.sim !== null;
   // A Sluice gateway in front of a real engine forwards `sim`; an engine that rejects unknown fields answers 400.
-  if (probeMode && rec.head.status === 400 && /\bsim\b/.test(rec.body.toString('utf8'))) {
+  if (asked && rec.head.status === 400 && /\bsim\b/.test(rec.body.toString('utf8'))) {
     rec = await record(null);
-    probeMode = false;
+    asked = false;
   }
   const status = rec.head.status;
   if (!spec.keepErrors) {
@@ -76,6 +76,9 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
     assertEventStream(url, rec);
   }
   const tokens = tokenArrivals(rec);
+  // Probe mode is what arrived, not what was asked: a Sluice in front of a real engine forwards `sim`, and an engine
+  // that ignores unknown fields answers with ordinary, unstamped tokens.
+  const probeMode = asked && tokens.some((tk) => tk.stamp !== null);
   const itl = probeMode && spec.sim !== null ? spec.sim['itl_ms'] : null;
   const metrics = computeMetrics(rec, tokens, { expectedItlMs: typeof itl === 'number' ? itl : null });
   const hops = identifyHops(rec.head.headers);

@@ -2,6 +2,7 @@ import { clientAbortedError, SluiceError, toSluiceError } from '../errors.ts';
 import { upstreamBody, type ParsedRequest, type RequestKind } from '../openai/request.ts';
 import { readUsage } from '../openai/usage.ts';
 import { createNormalizer } from '../openai/dialects/create-normalizer.ts';
+import { createResponsesNormalizer } from '../openai/dialects/responses-events.ts';
 import { ChatStream } from '../openai/chat-stream.ts';
 import { ResponsesStream } from '../openai/responses-stream.ts';
 import { StreamRelay, type Outcome, type RelayResult } from '../relay/stream-relay.ts';
@@ -180,6 +181,7 @@ export class Generation {
       await attachStreamAnswer(relay, forwarded, () => ({
         upstream,
         continuousUsage: routed.continuousUsage(upstream),
+        responsesNormalizer: kind === 'responses' ? createResponsesNormalizer(upstream.activeDialect, parsed.model) : undefined,
         normalizer:
           kind === 'responses' || kind === 'embeddings'
             ? undefined

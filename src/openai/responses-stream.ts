@@ -1,5 +1,6 @@
 import type { SluiceError } from '../errors.ts';
 import type { SseEvent } from '../sse/parser.ts';
+import type { ResponsesNormalizer } from '../relay/normalizer.ts';
 import type { EventVerdict, StreamProtocol, TokenSource, UpstreamStream } from '../relay/protocol.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { responsesErrorEvent } from './error-wire.ts';
@@ -16,12 +17,15 @@ const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response
 export class ResponsesStream implements StreamProtocol {
   #terminal = false;
   #upstream: UpstreamIdentity | undefined;
+  /** The upstream dialect's fix-up of its events (src/openai/dialects/responses-events.ts), when it needs one. */
+  #normalizer: ResponsesNormalizer | undefined;
   #reported: TokenUsage | undefined;
   /** Text deltas relayed: the completion tokens when the stream ends without its usage (cut, aborted). */
   #deltas = 0;
 
   attach(source: UpstreamStream): boolean {
     this.#upstream = source.upstream;
+    this.#normalizer = source.responsesNormalizer;
     return false; // `event:` lines: every read is parsed
   }
 
@@ -46,7 +50,7 @@ export class ResponsesStream implements StreamProtocol {
       // Not part of OpenAI's Responses stream; some engines add it. Clients expect the stream to end here.
       return this.#terminal ? 'end' : undefined;
     }
-    let data = ev.data;
+    let data = this.#normalizer === undefined ? ev.data : this.#normalizer.event(type, ev.data);
     if (type !== undefined && TERMINAL.has(type)) {
       this.#terminal = true;
       const usage = readUsage(data);

@@ -13,3 +13,13 @@ export interface ChunkNormalizer {
   /** Choices this engine streams whatever the request's `n` (Ollama and TGI stream one); default: the request's `n`. */
   readonly choices?: number | undefined;
 }
+
+/**
+ * An engine dialect's fix-up of a Responses API stream, applied to every upstream event (its `event:` name and its
+ * `data:` payload) before the protocol reads it. Returns the payload unchanged (the common, zero-copy case) or the
+ * rewritten one. One object per stream: it keeps the numbering and the output items seen. See
+ * src/openai/dialects/responses-events.ts.
+ */
+export interface ResponsesNormalizer {
+  event(type: string | undefined, data: string): string;
+}

@@ -2,7 +2,7 @@ import type { SluiceError } from '../errors.ts';
 import type { TokenUsage } from '../openai/usage.ts';
 import type { UpstreamIdentity } from '../openai/upstream-error.ts';
 import type { SseEvent } from '../sse/parser.ts';
-import type { ChunkNormalizer } from './normalizer.ts';
+import type { ChunkNormalizer, ResponsesNormalizer } from './normalizer.ts';
 import type { StreamWriter } from './writer.ts';
 
 /**
@@ -14,8 +14,10 @@ export type EventVerdict = undefined | 'end' | SluiceError;
 
 /** What is known of the upstream an answer is relayed from. */
 export interface UpstreamStream {
-  /** Its dialect's per-chunk fix-up, when it needs one. */
+  /** Its dialect's per-chunk fix-up of a chat or completions stream, when it needs one. */
   normalizer?: ChunkNormalizer | undefined;
+  /** Its dialect's per-event fix-up of a Responses stream, when it needs one. */
+  responsesNormalizer?: ResponsesNormalizer | undefined;
   /** Its name, and the redaction of its secrets from the errors it reports. */
   upstream?: UpstreamIdentity | undefined;
   /** It was asked for usage on every chunk (vLLM's and SGLang's `continuous_usage_stats`). */

@@ -11,7 +11,7 @@ export const ENGINES: readonly Engine[] = ['vllm', 'sglang', 'llamacpp', 'ollama
 export interface Fixture {
   engine: Engine;
   name: string;
-  endpoint: '/v1/chat/completions' | '/v1/completions';
+  endpoint: '/v1/chat/completions' | '/v1/completions' | '/v1/responses';
   request: Record<string, unknown>;
   status: number;
   headers: Record<string, string>;
@@ -21,6 +21,13 @@ export interface Fixture {
 export function loadFixture(engine: Engine, name: string): Fixture {
   const meta = JSON.parse(readFileSync(new URL(`${engine}/${name}.meta.json`, DIR), 'utf8')) as Omit<Fixture, 'body' | 'name'>;
   return { ...meta, engine, name, body: readFileSync(new URL(`${engine}/${name}.txt`, DIR)) };
+}
+
+/** A recorded Responses stream: test/fixtures/responses/<name>.txt and its .meta.json (engine in the meta). */
+export function loadResponsesFixture(name: string): Fixture {
+  const dir = new URL('../fixtures/responses/', import.meta.url);
+  const meta = JSON.parse(readFileSync(new URL(`${name}.meta.json`, dir), 'utf8')) as Omit<Fixture, 'body' | 'name'>;
+  return { ...meta, name, body: readFileSync(new URL(`${name}.txt`, dir)) };
 }
 
 export function fixtureNames(engine: Engine): string[] {

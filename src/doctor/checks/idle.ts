@@ -20,10 +20,13 @@ const KNOWN_LIMITS: KnownLimit[] = [
   { seconds: 30, who: 'Amazon CloudFront (origin response timeout 30 s)', fix: 'raise the origin response timeout, and send heartbeats more often than every 30 s' },
   { seconds: 50, who: 'HAProxy (Debian\'s default `timeout server 50s` / `timeout client 50s`)', fix: 'raise `timeout server` and `timeout client` above the heartbeat interval (see docs/proxies/haproxy.md)' },
   { seconds: 60, who: 'nginx (`proxy_read_timeout 60s`) or an AWS ALB (idle timeout 60 s)', fix: 'nginx: raise `proxy_read_timeout` (and `proxy_send_timeout`) above the heartbeat interval; ALB: raise the idle timeout' },
-  { seconds: 100, who: 'Cloudflare (100 s proxy read timeout, error 524)', fix: 'send heartbeats more often than every 100 s (Sluice sends one every 15 s)' },
+  { seconds: 100, who: 'Cloudflare (100 s proxy read timeout, error 524)', fix: 'send heartbeats more often than every 100 s (Sluice sends one every 15 s by default)' },
 ];
 
-const HEARTBEAT_FIX = 'send `: keep-alive\\n\\n` comments every 15 s from the moment the headers go out (Sluice does); or put Sluice in front of the engine';
+const HEARTBEAT_FIX = 'send `: keep-alive\\n\\n` comments every 15 s from the moment the headers go out (Sluice does, every `heartbeat_ms`, 15 s by default); or put Sluice in front of the engine';
+
+/** A first token earlier than this share of the silence asked for means the silence was not created. */
+const CREATED_SILENCE = 0.9;
 
 /** Judges the idle probe. `silenceMs` is the silence the probe asked for. */
 export function checkIdle(rec: StreamRecording, silenceMs: number, hops: readonly Hop[]): Check {
@@ -69,6 +72,18 @@ export function checkIdle(rec: StreamRecording, silenceMs: number, hops: readonl
     });
   }
   evidence.push(`first token at ${fmtMs(firstToken)}; the stream ${rec.doneAt !== null ? 'completed' : `ended (${rec.end.reason})`}`);
+  if (firstToken < silenceMs * CREATED_SILENCE) {
+    // The silence is asked of the simulator (`sim.ttft_ms`); a Sluice in front of a real engine forwards the knob and
+    // the engine ignores it. A fast first token is then no evidence either way about how hops treat silence.
+    const stamped = tokens.some((tk) => tk.stamp !== null);
+    return check({
+      ...base,
+      status: 'skip',
+      summary: `skipped: could not create silence: the first token came at ${fmtMs(firstToken)}, not after ${fmtS(silenceMs)}${stamped ? '' : ' (no simulator stamps: the engine behind this endpoint ignores `sim.ttft_ms`)'}`,
+      evidence,
+      fix: 'run the idle test against a Sluice on its simulator behind the same hops (`sluice serve` with no upstream), or against a Sluice whose upstream is `sluice sim`',
+    });
+  }
   if (rec.doneAt === null && rec.end.reason !== 'complete') {
     return check({ ...base, status: 'fail', summary: `the stream was cut after the silence (${rec.end.reason})`, evidence, fix: HEARTBEAT_FIX, hop: 'a hop with an idle or total timeout' });
   }

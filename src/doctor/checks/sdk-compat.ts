@@ -169,14 +169,21 @@ function checkSchema(rec: StreamRecording): Check {
     evidence.unshift(`${badJson} data payload(s) are not JSON, e.g. ${JSON.stringify(firstBad)}`);
     return check({ ...base, status: 'fail', summary: 'data that is not JSON: both OpenAI SDKs throw on it', evidence, fix: 'every data line must be one JSON object (or [DONE])' });
   }
+  const fix = rec.endpoint === 'responses' ? RESPONSES_SCHEMA_FIX : CHUNK_SCHEMA_FIX;
   if (errors.size > 0) {
-    return check({ ...base, status: 'fail', summary: `chunks break the schema clients validate: ${[...errors.keys()][0]}`, evidence, fix: 'normalize chunks to OpenAI\'s shape (Sluice does this per engine dialect)' });
+    return check({ ...base, status: 'fail', summary: `chunks break the schema clients validate: ${[...errors.keys()][0]}`, evidence, fix });
   }
   if (warnings.size > 0) {
-    return check({ ...base, status: 'warn', summary: `chunks deviate from OpenAI's schema: ${[...warnings.keys()][0]}`, evidence, fix: 'normalize chunks to OpenAI\'s shape (Sluice does this per engine dialect)' });
+    return check({ ...base, status: 'warn', summary: `chunks deviate from OpenAI's schema: ${[...warnings.keys()][0]}`, evidence, fix });
   }
   return check({ ...base, status: 'pass', summary: checked > 0 ? 'every chunk matches' : 'no chunks to check', evidence });
 }
+
+/** What Sluice normalizes (docs/engines.md, "What Sluice normalizes"): the chunks of the five engine dialects. */
+const CHUNK_SCHEMA_FIX = 'normalize chunks to OpenAI\'s shape (Sluice does this for SGLang, llama.cpp, Ollama and TGI streams put behind it; vLLM\'s are OpenAI\'s already)';
+/** Responses events: Sluice fills in what llama.cpp, SGLang and Ollama leave out; other engines' events pass as they are. */
+const RESPONSES_SCHEMA_FIX =
+  'send OpenAI\'s Responses events: `sequence_number` on each, `response.created` with `output: []` and `model`, `output_index`/`content_index` on item and text events (Sluice fills these in for llama.cpp, SGLang and Ollama upstreams)';
 
 function finishSeen(rec: StreamRecording): boolean {
   return rec.events.some((e) => e.kind === 'data' && /"finish_reason"\s*:\s*"/.test(e.data));
