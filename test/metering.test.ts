@@ -82,3 +82,30 @@ test('metering.continuous_usage: false asks vLLM for the usage chunk only; a cut
   await logged(g, 1);
   assert.equal(g.logs[0]?.tokens_source, 'counted');
 });
+
+test('usage on every chunk is cut the same when reads split events (the parser path), and metered the same', async (t) => {
+  const s = await sim(t, { timing: { ttftMs: 0, itlMs: 0, tokens: 6 } });
+  // Ask the simulator itself for a continuous-usage stream, then replay its bytes 7 at a time through the gateway.
+  const raw = await (await post(`${s.url}/chat/completions`, chatBody({ stream_options: { include_usage: true, continuous_usage_stats: true } }))).text();
+  assert.ok((raw.match(/"usage":\{/g) ?? []).length >= 7, 'the simulator put usage on every chunk');
+  const { httpServer } = await import('./helpers/gateway.ts');
+  const up = await httpServer(t, (req, res) => {
+    if (req.url === '/v1/models') return void res.end(JSON.stringify({ data: [{ id: 'sluice-sim' }] }));
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let at = 0;
+    const next = (): void => {
+      if (at >= raw.length) return void res.end();
+      res.write(raw.slice(at, (at += 7)));
+      setImmediate(next);
+    };
+    next();
+  });
+  const g = await gateway(t, { upstreams: [{ url: up.url, dialect: 'vllm' }] });
+  for (const [so, usageFrames] of [[undefined, 0], [{ include_usage: true }, 1]] as const) {
+    const text = await (await post(`${g.url}/chat/completions`, chatBody(so ? { stream_options: so } : {}))).text();
+    assert.equal(frames(text).filter((f) => f.includes('"usage"')).length, usageFrames, text);
+    assert.ok(text.endsWith('data: [DONE]\n\n'));
+  }
+  await logged(g, 2);
+  assert.deepEqual(g.logs.map((l) => [l.tokens_out, l.tokens_source]), [[6, 'reported'], [6, 'reported']]);
+});

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { splitUsage } from '../src/openai/usage.ts';
 import { passThroughFinishes, passThroughRead, type UsageCut, type ReadTally } from '../src/sse/passthrough.ts';
 
 const passThroughUsage = (buf: Buffer, cut: UsageCut, tally: ReadTally): Buffer | null => passThroughRead(buf, cut, tally);
@@ -68,4 +69,15 @@ test('passThroughRead with a usage cut refuses what the parser must see, and cou
   ];
   for (const [name, text] of cases) assert.equal(passThroughUsage(b(text), 'all', tally), null, name);
   assert.deepEqual(tally, { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 });
+});
+
+test('splitUsage finds a chunk\'s usage by text, and the chunk without it', () => {
+  const c = withUsage('a', 4).slice(6, -2);
+  const s = splitUsage(c);
+  assert.deepEqual(s?.usage, { promptTokens: 7, completionTokens: 4, totalTokens: 11 });
+  assert.equal(s?.choices, true);
+  assert.equal(s?.without, chunk('a').slice(6, -2));
+  assert.equal(splitUsage(USAGE_ONLY.slice(6, -2))?.choices, false);
+  assert.equal(splitUsage(chunk('a').slice(6, -2)), undefined, 'no usage');
+  assert.equal(splitUsage('{"usage":{"prompt_tokens":1},"choices":[]}'), undefined, 'usage right after the brace: not vLLM\'s place');
 });

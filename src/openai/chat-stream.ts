@@ -7,7 +7,7 @@ import type { StreamWriter } from '../relay/writer.ts';
 import { errorJson } from './error-wire.ts';
 import { parseInBandError, type UpstreamIdentity } from './upstream-error.ts';
 import { upstreamFailure } from './upstream-failure.ts';
-import { meterChunk, type TokenUsage } from './usage.ts';
+import { meterChunk, splitUsage, type TokenUsage } from './usage.ts';
 
 const FINISH_KEY = '"finish_reason":';
 
@@ -111,7 +111,8 @@ export class ChatStream implements StreamProtocol {
     const usageAt = data.indexOf('"usage"');
     // `"usage":null` (vLLM completions, SGLang and TGI on every chunk) holds nothing to meter: no parse.
     if (usageAt !== -1 && !data.startsWith(':null', usageAt + 7)) {
-      const metered = meterChunk(data, this.#cut);
+      // Usage on every chunk (continuous usage stats) is cut by text; a parse is kept for the rare other shapes.
+      const metered = (this.#continuous && this.#cutByText(data)) || meterChunk(data, this.#cut);
       if (metered.usage) {
         t.promptTokens = metered.usage.promptTokens;
         t.completionTokens = metered.usage.completionTokens;
@@ -132,6 +133,15 @@ export class ChatStream implements StreamProtocol {
     }
     w.data(out);
     return undefined;
+  }
+
+  /** `meterChunk`'s answer for a chunk whose usage is where vLLM writes it, without a parse; undefined otherwise. */
+  #cutByText(data: string): { usage: TokenUsage; out: string | null; choices: boolean } | undefined {
+    const s = splitUsage(data);
+    if (s === undefined) return undefined;
+    const cut = this.#cut;
+    const out = cut === 'none' || (!s.choices && cut === 'chunks') ? data : s.choices ? s.without : null;
+    return { usage: s.usage, out, choices: s.choices };
   }
 
   onUpstreamEnd(w: StreamWriter): 'end' | SluiceError {

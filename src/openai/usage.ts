@@ -57,3 +57,46 @@ export function meterChunk(json: string, cut: UsageCut): { usage: TokenUsage | u
   delete o['usage'];
   return { usage, out: JSON.stringify(o), choices };
 }
+
+/** The integer after `key` in `text` from `from` on (spaces allowed), or -1. */
+function countAfter(text: string, key: string, from: number, to: number): number {
+  const at = text.indexOf(key, from);
+  if (at === -1 || at >= to) return -1;
+  let p = at + key.length;
+  while (text.charCodeAt(p) === 0x20) p++;
+  let value = -1;
+  for (let c = text.charCodeAt(p); c >= 0x30 && c <= 0x39; c = text.charCodeAt(++p)) value = (value === -1 ? 0 : value * 10) + (c - 0x30);
+  return value;
+}
+
+/**
+ * The usage object of a chunk where vLLM writes it (`,"usage":{…}` after another key), found by text rather than by
+ * parsing: its counts, whether the chunk carries choices, and the chunk without it. Undefined when it is not there
+ * (the caller parses). For the parser path of streams with usage on every chunk, where a parse and a re-serialization
+ * per chunk would cost more than all the rest of the relay's work on it.
+ */
+export function splitUsage(json: string): { usage: TokenUsage; choices: boolean; without: string } | undefined {
+  const at = json.indexOf(',"usage":{');
+  if (at === -1) return undefined;
+  let q = at + 10;
+  let depth = 1;
+  const len = json.length;
+  while (depth > 0) {
+    if (q >= len) return undefined;
+    const c = json.charCodeAt(q);
+    if (c === 0x7b) depth++;
+    else if (c === 0x7d) depth--;
+    else if (c === 0x22) for (q++; q < len && json.charCodeAt(q) !== 0x22; q++) if (json.charCodeAt(q) === 0x5c) q++;
+    q++;
+  }
+  const prompt = countAfter(json, '"prompt_tokens":', at, q);
+  const completion = countAfter(json, '"completion_tokens":', at, q);
+  if (prompt === -1 && completion === -1) return undefined;
+  const p = Math.max(0, prompt);
+  const c = Math.max(0, completion);
+  return {
+    usage: { promptTokens: p, completionTokens: c, totalTokens: p + c },
+    choices: !json.includes('"choices":[]'),
+    without: json.slice(0, at) + json.slice(q),
+  };
+}

@@ -53,13 +53,17 @@ function holds(buf: Buffer, at: number, what: Buffer): boolean {
   return true;
 }
 
-/** A non-negative integer at `at` (after optional spaces): its value and the index after it; value -1 if none. */
-function readCount(buf: Buffer, at: number): { value: number; end: number } {
+/** Where the last `readCount` stopped (a module variable rather than an object per call: it runs per chunk). */
+let countEnd = 0;
+
+/** A non-negative integer at `at` (after optional spaces), or -1 if none; `countEnd` is the index after it. */
+function readCount(buf: Buffer, at: number): number {
   let p = at;
   while (buf[p] === SPACE) p++;
   let value = -1;
   for (let c = buf[p]; c !== undefined && c >= 0x30 && c <= 0x39; c = buf[++p]) value = (value === -1 ? 0 : value * 10) + (c - 0x30);
-  return { value, end: p };
+  countEnd = p;
+  return value;
 }
 
 /**
@@ -119,15 +123,13 @@ export function passThroughRead(buf: Buffer, cut: UsageCut | undefined, tally: R
             else if (d === LF) return null;
             else if (d === QUOTE) {
               if (depth === 1 && holds(buf, q, PROMPT_TOKENS)) {
-                const r = readCount(buf, q + PROMPT_TOKENS.length);
-                prompt = r.value;
-                q = r.end;
+                prompt = readCount(buf, q + PROMPT_TOKENS.length);
+                q = countEnd;
                 continue;
               }
               if (depth === 1 && holds(buf, q, COMPLETION_TOKENS)) {
-                const r = readCount(buf, q + COMPLETION_TOKENS.length);
-                completion = r.value;
-                q = r.end;
+                completion = readCount(buf, q + COMPLETION_TOKENS.length);
+                q = countEnd;
                 continue;
               }
               for (q++; q < len && buf[q] !== QUOTE; q++) if (buf[q] === BACKSLASH) q++;
