@@ -10,7 +10,7 @@
  *
  * Sends {type:'ready', url} once the port answers. Argv: the `serve` options (give it --port).
  */
-import { connect } from 'node:net';
+import { listening } from './processes.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from 'node:v8';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -135,15 +135,7 @@ const portArg = argv[argv.indexOf('--port') + 1];
 const serving = serveCommand(argv);
 const port = Number(portArg);
 for (let i = 0; ; i++) {
-  const ok = await new Promise<boolean>((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-  if (ok) break;
+  if (await listening(port)) break;
   if (i > 300) throw new Error(`the gateway did not listen on ${port}`);
   await sleep(50);
 }
