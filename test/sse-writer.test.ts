@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { connect as h2connect, constants, createServer as createH2Server, type ClientHttp2Session, type Http2ServerResponse, type Http2Session, type IncomingHttpHeaders } from 'node:http2';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { Http1SseWriter } from '../src/http/sse-writer-h1.ts';
@@ -8,6 +8,8 @@ import { Http2SseWriter } from '../src/http/sse-writer-h2.ts';
 import { SSE_HEADERS } from '../src/http/sse-writer.ts';
 import { SluiceError } from '../src/errors.ts';
 import { errorJson } from '../src/openai/error-wire.ts';
+import { watchDrain } from './helpers/drain.ts';
+import { httpServer } from './helpers/gateway.ts';
 
 /**
  * Unit tests of the SSE writers (src/http/sse-writer-h1.ts, sse-writer-h2.ts) on real servers: the HTTP/1.1 writer
@@ -65,16 +67,8 @@ class ResponseQueue<R> {
 
 async function h1Server(t: TestContext): Promise<{ port: number; responses: ResponseQueue<ServerResponse> }> {
   const responses = new ResponseQueue<ServerResponse>();
-  const server = createServer((_req, res) => responses.push(res));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.after(
-    () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
-  );
-  return { port: (server.address() as AddressInfo).port, responses };
+  const { port } = await httpServer(t, (_req, res) => responses.push(res));
+  return { port, responses };
 }
 
 interface Chunk {
@@ -363,18 +357,12 @@ test('HTTP/1.1: flush() returns false once the client stops reading, and onDrain
     sent += frameBytes;
   }
   assert.equal(accepted, false, `flush() reported a full buffer (after ${sent} bytes)`);
-  let drained = 0;
-  const drain = new Promise<void>((resolve) =>
-    writer.onDrain(() => {
-      drained++;
-      resolve();
-    }),
-  );
+  const drain = watchDrain(writer);
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(drained, 0, 'no drain while the client reads nothing');
+  assert.equal(drain.count(), 0, 'no drain while the client reads nothing');
   client.socket.resume();
-  await within(drain, 'onDrain');
-  assert.equal(drained, 1);
+  await within(drain.drained, 'onDrain');
+  assert.equal(drain.count(), 1);
   writer.done();
   writer.end();
   await client.until(() => parseChunks(body()).ended, 'the last chunk');
@@ -658,19 +646,13 @@ test('HTTP/2: flush() returns false once the client stops reading, and onDrain f
   const big = `{"z":"${'z'.repeat(1024 * 1024)}"}`;
   writer.data(big);
   assert.equal(writer.flush(), false, 'flush() reported a full buffer');
-  let drained = 0;
-  const drain = new Promise<void>((resolve) =>
-    writer.onDrain(() => {
-      drained++;
-      resolve();
-    }),
-  );
+  const drain = watchDrain(writer);
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(drained, 0, 'no drain while the client reads nothing');
+  assert.equal(drain.count(), 0, 'no drain while the client reads nothing');
   ex.stream.resume();
-  await within(drain, 'onDrain');
+  await within(drain.drained, 'onDrain');
   writer.end();
   await wait(() => ex.ended, 'END_STREAM');
-  assert.equal(drained, 1);
+  assert.equal(drain.count(), 1);
   assert.equal(ex.text(), `data: ${big}\n\n`);
 });

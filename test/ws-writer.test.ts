@@ -7,6 +7,7 @@ import { WsStreamWriter, type WsFraming } from '../src/ws/ws-writer.ts';
 import { Ticker } from '../src/relay/ticker.ts';
 import { SluiceError } from '../src/errors.ts';
 import { errorJson } from '../src/openai/error-wire.ts';
+import { watchDrain } from './helpers/drain.ts';
 
 /**
  * Unit tests of the WebSocket writer (src/ws/ws-writer.ts) on a real WsChannel over a real `ws` server and client:
@@ -238,18 +239,12 @@ test('flush() reports false while more than maxBufferedBytes wait on the socket,
     sent++;
   }
   assert.equal(accepted, false, `flush() reported the full buffer (after ${sent} messages)`);
-  let drained = 0;
-  const drain = new Promise<void>((resolve) =>
-    writer.onDrain(() => {
-      drained++;
-      resolve();
-    }),
-  );
+  const drain = watchDrain(writer);
   await new Promise((r) => setTimeout(r, 100));
-  assert.equal(drained, 0, 'no drain while the client reads nothing');
+  assert.equal(drain.count(), 0, 'no drain while the client reads nothing');
   client.ws.resume();
-  await drain;
-  assert.equal(drained, 1);
+  await drain.drained;
+  assert.equal(drain.count(), 1);
   assert.equal(writer.flush(), true, 'writable again');
   writer.end();
   await client.count(sent);
