@@ -66,6 +66,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('port', envNum('SLUICE_PORT'));
   set('heartbeat_ms', envNum('SLUICE_HEARTBEAT_MS'));
   set('api_keys', envList('SLUICE_API_KEYS'));
+  set('admin_key', env['SLUICE_ADMIN_KEY'] || undefined);
   set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));

@@ -73,6 +73,8 @@ export const configSchema = z.strictObject({
   aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
   /** Static client keys (Bearer). Empty: no auth. */
   api_keys: z.array(z.string().min(8, 'keys must be at least 8 characters')).default([]),
+  /** The operator's key for `/admin/` and `/console` (src/auth/admin-key.ts). Unset: no admin API. Never a client key. */
+  admin_key: z.string().min(16, 'admin_key must be at least 16 characters').optional(),
   cors: z
     .strictObject({
       /** Allowed browser origins; ["*"] allows any. Empty: no CORS headers. */
