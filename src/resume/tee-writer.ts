@@ -172,11 +172,23 @@ export class TeeWriter implements StreamWriter {
     if (this.#ended) return;
     this.#ended = true;
     // The relay cut the client (it stopped reading, or the generation was stopped before it began): the log says so.
-    const why = this.#stopReason ?? new SluiceError('SLUICE_CLIENT_STALLED', 'the client stopped reading; the stream was stopped');
-    this.#log.end([...this.#batch, errorFrame(this.#kind, why)]);
+    const stop = this.#stopReason;
+    const why = stop ?? new SluiceError('SLUICE_CLIENT_STALLED', 'the client stopped reading; the stream was stopped');
+    const last = errorFrame(this.#kind, why);
+    this.#log.end([...this.#batch, last]);
     this.#batch = [];
+    const client = this.#client;
+    if (client === undefined) return;
+    if (stop !== undefined && this.#opened && !client.closed) {
+      // Stopped by its owner (cancel, log full) while its client is still here: that client gets the error event too.
+      const q = this.#queue + (this.#ids ? withId(this.#count + 1, last) : last);
+      this.#queue = '';
+      client.writeRaw(Buffer.from(q));
+      client.end();
+      return;
+    }
     this.#queue = '';
-    this.#client?.destroy();
+    client.destroy();
   }
 
   get closed(): boolean {
