@@ -12,6 +12,8 @@ import { Http1SseWriter } from './sse-writer-h1.ts';
 import { Http2SseWriter } from './sse-writer-h2.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
 import { startResumable } from './resume.ts';
+import { startBackground } from './responses-background.ts';
+import { isBackground } from '../resume/background.ts';
 import type { ResumableStream } from '../resume/resumable.ts';
 
 /**
@@ -40,10 +42,25 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
     sendJsonError(res, gen.reject(err));
     return;
   }
+  if (isBackground(parsed) && ctx.resume !== undefined) {
+    // A background response (docs/resume.md): resumable, and it runs to its end whoever reads it.
+    let started;
+    try {
+      started = startBackground(ctx, req, res, gen, parsed, parsed.stream ? sseWriter(res) : undefined);
+    } catch (err) {
+      sendJsonError(res, gen.reject(err));
+      return;
+    }
+    if (started !== undefined) {
+      resumable = started.resumable;
+      await gen.stream(started.request, resumable.writer);
+      return;
+    }
+  }
   if (Generation.streams(parsed)) {
     const writer = sseWriter(res);
     try {
-      resumable = startResumable(ctx, req, res, gen, parsed.kind, writer);
+      resumable = startResumable(ctx, req, res, gen, parsed.kind, parsed.model, writer);
     } catch (err) {
       sendJsonError(res, gen.reject(err));
       return;

@@ -21,13 +21,13 @@ export const STREAM_ID_HEADER = 'x-sluice-stream-id';
  * the `X-Sluice-Stream-Id` response header, and the tee writer the generation writes to. Undefined when it is not
  * resumable. Throws the client's SluiceError (a bad header, the gateway's logs full).
  */
-export function startResumable(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, gen: Stoppable, kind: RequestKind, client: FrameWriter): ResumableStream | undefined {
+export function startResumable(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, gen: Stoppable, kind: RequestKind, model: string, client: FrameWriter): ResumableStream | undefined {
   const store = ctx.resume;
   if (store === undefined || kind === 'embeddings') return undefined;
   const cfg = ctx.config.resume;
   const mode = resumeMode(req.headers['x-sluice-resume'], cfg.default);
   if (mode === undefined) return undefined;
-  const r = new ResumableStream({ store, generation: gen, client, kind, ids: mode.ids, owner: ownerOf(req.headers.authorization), graceMs: cfg.grace_ms });
+  const r = new ResumableStream({ store, generation: gen, client, kind, ids: mode.ids, owner: ownerOf(req.headers.authorization), model, graceMs: cfg.grace_ms });
   res.setHeader(STREAM_ID_HEADER, r.id);
   return r;
 }

@@ -15,6 +15,7 @@
  *   in one MULTI, then `PEXPIRE` of both keys to `ttl_ms`.
  * - `read(id, from)`: `XREAD BLOCK <ms> STREAMS sluice:stream:<id> 0-<from>` returns the batches whose last event is
  *   after `from`; the first is sliced. An empty answer re-checks `state` (a dead owner's log ends at its lease).
+ * - `snapshot`: `XRANGE sluice:stream:<id> - +` and the meta hash.
  * - `signal`: `PUBLISH sluice:stream:<id>:control` (cancel, reader counts); the owner instance is subscribed.
  * - `attachReader` / `detachReader`: `INCR` / `DECR` of a counter in the meta hash, published to the owner.
  */
@@ -23,7 +24,7 @@ import type { RequestKind } from '../openai/request.ts';
 
 /** What is known of a stream besides its events. */
 export interface StreamMeta {
-  /** `strm_` + 144 random bits, base64url (src/resume/stream-id.ts): unguessable. */
+  /** `strm_` (or `resp_` for a background response) + 144 random bits, base64url (src/resume/stream-id.ts). */
   id: string;
   /** SHA-256 (hex) of the bearer token that started the stream; '' when the gateway has no keys. */
   owner: string;
@@ -33,6 +34,10 @@ export interface StreamMeta {
   ids: boolean;
   /** `Date.now()` at its start. */
   createdAt: number;
+  /** The model asked for (a background response's object names it before the engine answered). */
+  model: string;
+  /** A Responses API background response (`background: true`): its id is the response's id. */
+  background: boolean;
 }
 
 /** A stream as a reader sees it now. */
@@ -80,6 +85,8 @@ export interface StreamLogStore {
    * logged. undefined when the stream is unknown or expired, or `signal` aborted the wait.
    */
   read(id: string, from: number, signal: AbortSignal): Promise<LogBatch | undefined>;
+  /** Every event logged so far, without waiting (a background response's object is read from them). */
+  snapshot(id: string): Promise<LogBatch | undefined>;
   /** Sends a signal to the stream's owner; false when the stream is unknown or already ended. */
   signal(id: string, signal: ControlSignal): Promise<boolean>;
   /** A reader starts following the stream: 'full' when `max_readers` follow it already. */

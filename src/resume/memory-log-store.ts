@@ -127,6 +127,11 @@ export class MemoryLogStore implements StreamLogStore {
     }
   }
 
+  async snapshot(id: string): Promise<LogBatch | undefined> {
+    const e = this.#streams.get(id);
+    return e === undefined ? undefined : { events: e.events.slice(), count: e.events.length, ended: e.ended };
+  }
+
   async signal(id: string, signal: ControlSignal): Promise<boolean> {
     const e = this.#streams.get(id);
     if (e === undefined || e.ended) return false;

@@ -3,6 +3,7 @@ import type { RequestKind } from '../openai/request.ts';
 import type { ControlSignal, StreamLogStore } from './log-store.ts';
 import { newStreamId } from './stream-id.ts';
 import { TeeWriter, type FrameWriter } from './tee-writer.ts';
+import { backgroundEvent } from './background.ts';
 
 /** What a resumable stream needs of its generation (src/generation/generation.ts). */
 export interface Stoppable {
@@ -15,11 +16,15 @@ export interface Stoppable {
 export interface ResumableOptions {
   store: StreamLogStore;
   generation: Stoppable;
-  client: FrameWriter;
+  client: FrameWriter | undefined;
   kind: RequestKind;
   ids: boolean;
   owner: string;
-  graceMs: number;
+  model: string;
+  /** How long it runs on once nobody reads it; undefined: to its end (a background response). */
+  graceMs: number | undefined;
+  /** A background response: its id is `resp_…`, and its events carry that id and their own sequence numbers. */
+  background?: boolean;
 }
 
 /**
@@ -32,7 +37,7 @@ export class ResumableStream {
   readonly id: string;
   readonly writer: TeeWriter;
   readonly #gen: Stoppable;
-  readonly #graceMs: number;
+  readonly #graceMs: number | undefined;
   /** The client that started the stream is still connected. */
   #clientHere = true;
   /** Readers following the stream (the store counts them). */
@@ -41,11 +46,21 @@ export class ResumableStream {
   #over = false;
 
   constructor(o: ResumableOptions) {
-    this.id = newStreamId();
+    const background = o.background === true;
+    this.id = newStreamId(background ? 'resp' : 'strm');
     this.#gen = o.generation;
     this.#graceMs = o.graceMs;
-    const log = o.store.create({ id: this.id, owner: o.owner, kind: o.kind, ids: o.ids, createdAt: Date.now() }, (s) => this.#control(s));
-    this.writer = new TeeWriter({ client: o.client, log, kind: o.kind, ids: o.ids, onFull: (err) => this.#stop(err) });
+    this.#clientHere = o.client !== undefined;
+    const meta = { id: this.id, owner: o.owner, kind: o.kind, ids: o.ids, createdAt: Date.now(), model: o.model, background };
+    const log = o.store.create(meta, (s) => this.#control(s));
+    this.writer = new TeeWriter({
+      client: o.client,
+      log,
+      kind: o.kind,
+      ids: o.ids,
+      onFull: (err) => this.#stop(err),
+      rewrite: background ? backgroundEvent(this.id) : undefined,
+    });
   }
 
   /** The client that started the stream went away: the generation goes on, for a reconnect within the grace period. */
@@ -74,7 +89,7 @@ export class ResumableStream {
 
   /** Starts the grace period when nobody is left to read the stream, and stops it when someone is. */
   #watch(): void {
-    if (this.#over) return;
+    if (this.#over || this.#graceMs === undefined) return;
     if (this.#clientHere || this.#readers > 0) return this.#clearGrace();
     if (this.#grace !== undefined) return;
     this.#grace = setTimeout(() => {

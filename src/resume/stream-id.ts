@@ -1,11 +1,14 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
-/** Stream ids: `strm_` and 144 random bits in base64url, so an id cannot be guessed or enumerated. */
-export function newStreamId(): string {
-  return `strm_${randomBytes(18).toString('base64url')}`;
+/**
+ * Stream ids: `strm_` and 144 random bits in base64url, so an id cannot be guessed or enumerated. A background
+ * response's id is its stream's id, with OpenAI's `resp_` prefix.
+ */
+export function newStreamId(prefix: 'strm' | 'resp' = 'strm'): string {
+  return `${prefix}_${randomBytes(18).toString('base64url')}`;
 }
 
-const STREAM_ID = /^strm_[A-Za-z0-9_-]{24}$/;
+const STREAM_ID = /^(strm|resp)_[A-Za-z0-9_-]{24}$/;
 
 /** Whether `s` has the form of a stream id (anything else is unknown without a lookup). */
 export function isStreamId(s: string): boolean {

@@ -37,8 +37,13 @@ export class TeeWriter implements StreamWriter {
   /** The relay's drain callback while the client's buffer is full: called at once if the client leaves. */
   #drain: (() => void) | undefined;
 
-  constructor(o: { client: FrameWriter; log: LogWriter; kind: RequestKind; ids: boolean; onFull: (err: SluiceError) => void }) {
+  /** Rewrites a Responses event before it is logged and sent (background responses: src/resume/background.ts). */
+  readonly #rewrite: ((event: string, json: string, n: number) => string) | undefined;
+
+  /** `client`: the client that started the stream; none for a background response created without a stream. */
+  constructor(o: { client: FrameWriter | undefined; log: LogWriter; kind: RequestKind; ids: boolean; onFull: (err: SluiceError) => void; rewrite?: ((event: string, json: string, n: number) => string) | undefined }) {
     this.#client = o.client;
+    this.#rewrite = o.rewrite;
     this.#log = o.log;
     this.#kind = o.kind;
     this.#ids = o.ids;
@@ -83,7 +88,8 @@ export class TeeWriter implements StreamWriter {
   }
 
   named(event: string, json: string): void {
-    this.#event(namedFrame(event, json));
+    const r = this.#rewrite;
+    this.#event(namedFrame(event, r === undefined ? json : r(event, json, this.#count + 1)));
   }
 
   done(): void {
