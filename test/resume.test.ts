@@ -269,3 +269,56 @@ test('resume.default: true makes streams resumable unless they send X-Sluice-Res
   assert.equal(expired.status, 404);
   await expired.text();
 });
+
+test('storage bounds in total: with live logs holding the room, a new resumable request is 503 SLUICE_RESUME_LOG_FULL', async (t) => {
+  const s = await sim(t);
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }], resume: { max_total_bytes: 4096, max_stream_bytes: 4096 } });
+  const aborted = once(s.events, 'aborted');
+  const live = rawStream(`${g.url}/chat/completions`, { body: chatBody(SLOW(400, 20)), headers: { 'x-sluice-resume': '1' } });
+  await once(s.events, 'request');
+  await new Promise((r) => setTimeout(r, 100));
+  const refused = await post(`${g.url}/chat/completions`, chatBody(SLOW(3, 1)), { 'x-sluice-resume': '1' });
+  assert.equal(refused.status, 503);
+  assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'sluice_resume_log_full');
+  // The same request without resume is served.
+  const plain = await rawStream(`${g.url}/chat/completions`, { body: chatBody(SLOW(3, 1)) });
+  assert.equal(plain.frames.at(-1), 'data: [DONE]');
+  // The live one outgrows the total and is stopped, its upstream aborted.
+  assert.match((await live).frames.at(-1) ?? '', /sluice_resume_log_full/);
+  await aborted;
+});
+
+test('over HTTP/2 (h2c): a stream reset by its client is resumed on the same connection', async (t) => {
+  const { connect } = await import('node:http2');
+  const s = await sim(t);
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }], h2c: true });
+  const body = chatBody(SLOW(30, 20));
+  const whole = chatText(await baseline(g.url, body));
+  const session = connect(`http://127.0.0.1:${g.port}`);
+  t.after(() => session.close());
+  const read = (headers: Record<string, string>, payload: string | undefined, cutAfter?: number) =>
+    new Promise<{ id: string; frames: string[] }>((resolve, reject) => {
+      const req = session.request(headers);
+      let text = '';
+      let id = '';
+      req.on('response', (h) => (id = String(h['x-sluice-stream-id'] ?? '')));
+      req.setEncoding('utf8');
+      const done = () => resolve({ id, frames: text.slice(0, text.lastIndexOf('\n\n') + 2).split('\n\n').filter((f) => f !== '') });
+      req.on('data', (c: string) => {
+        text += c;
+        if (cutAfter !== undefined && dataEvents(text.slice(0, text.lastIndexOf('\n\n') + 2).split('\n\n')) >= cutAfter) {
+          req.close(); // RST_STREAM: the client left this stream
+          done();
+        }
+      });
+      req.on('end', done);
+      req.on('error', reject);
+      req.end(payload);
+    });
+  const first = await read({ ':method': 'POST', ':path': '/v1/chat/completions', 'content-type': 'application/json', 'x-sluice-resume': '1' }, JSON.stringify(body), 4);
+  assert.match(first.id, /^strm_/);
+  const got = events(first.frames);
+  const rest = await read({ ':method': 'GET', ':path': `/v1/streams/${first.id}?after=${got.length}` }, undefined);
+  assert.equal(chatText([...got, ...events(rest.frames)]), whole);
+  assert.equal(s.stats.aborted, 0);
+});

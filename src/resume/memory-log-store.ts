@@ -39,7 +39,8 @@ export class MemoryLogStore implements StreamLogStore {
   }
 
   create(meta: StreamMeta, control: (signal: ControlSignal) => void): LogWriter {
-    if (this.#total >= this.#limits.maxTotalBytes && !this.#makeRoom(1)) {
+    // A new stream needs room to grow: some of its own bound (64 KiB at most), after dropping finished logs.
+    if (!this.#makeRoom(Math.min(this.#limits.maxStreamBytes, 64 * 1024))) {
       throw new SluiceError('SLUICE_RESUME_LOG_FULL', `the gateway holds ${this.#limits.maxTotalBytes} bytes of resumable streams (resume.max_total_bytes); retry later or send the request without X-Sluice-Resume`);
     }
     const e: Entry = { meta, events: [], bytes: 0, ended: false, endedAt: 0, readers: 0, control, waiters: new Set(), expiry: undefined };
