@@ -322,3 +322,18 @@ test('over HTTP/2 (h2c): a stream reset by its client is resumed on the same con
   assert.equal(chatText([...got, ...events(rest.frames)]), whole);
   assert.equal(s.stats.aborted, 0);
 });
+
+test('a client that leaves before the response head never learned the id: the generation is aborted at once', async (t) => {
+  const s = await sim(t);
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }], heartbeat_ms: 60_000 });
+  const ac = new AbortController();
+  // The engine sends its headers after 3 s: until then the gateway has not sent its own, with the stream's id.
+  const res = post(`${g.url}/chat/completions`, chatBody({ sim: { ttft_ms: 0, headers_delay_ms: 3_000, tokens: 3 } }), { 'x-sluice-resume': '1' }, ac.signal);
+  await once(s.events, 'request');
+  ac.abort();
+  await assert.rejects(res);
+  // Ended (and its upstream request aborted) at once: not left running for resume.grace_ms, nor completed after 3 s.
+  for (let i = 0; i < 100 && g.logs.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(g.logs[0]?.outcome, 'client_aborted');
+  assert.equal(g.logs[0]?.error_code, 'SLUICE_CLIENT_ABORTED');
+});

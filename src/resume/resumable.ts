@@ -1,4 +1,4 @@
-import { SluiceError } from '../errors.ts';
+import { clientAbortedError, SluiceError } from '../errors.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { ControlSignal, StreamLogStore } from './log-store.ts';
 import { newStreamId } from './stream-id.ts';
@@ -67,6 +67,13 @@ export class ResumableStream {
   clientLeft(): void {
     if (!this.#clientHere) return;
     this.#clientHere = false;
+    if (!this.writer.opened) {
+      // It left before the response's head, so it never learned the stream's id: nobody can resume it. Abort now,
+      // as for any stream.
+      this.writer.stopping(clientAbortedError());
+      this.#gen.cancel();
+      return;
+    }
     this.writer.detach();
     this.#watch();
   }
