@@ -337,3 +337,35 @@ test('a client that leaves before the response head never learned the id: the ge
   assert.equal(g.logs[0]?.outcome, 'client_aborted');
   assert.equal(g.logs[0]?.error_code, 'SLUICE_CLIENT_ABORTED');
 });
+
+test('a first connection that died without a FIN (its buffer full) does not hold back the client that reconnected', async (t) => {
+  const { connect } = await import('node:net');
+  const { fastUpstream } = await import('./helpers/gateway.ts');
+  const total = 6_000; // ~6 MB: more than the loopback socket buffers hold
+  const up = await fastUpstream(t, total);
+  const g = await gateway(t, { upstreams: [{ url: up.url, dialect: 'vllm' }], timeouts: { client_stall_ms: 1_000 }, resume: { max_stream_bytes: 32 * 1024 * 1024 } });
+  // The first client reads the head (the stream id) and then nothing: a connection gone quiet, never closed.
+  const sock = connect(g.port, '127.0.0.1');
+  t.after(() => sock.destroy());
+  const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true });
+  sock.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-sluice-resume: 1\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+  const id = await new Promise<string>((resolve) => {
+    let head = '';
+    const onData = (c: Buffer): void => {
+      head += c.toString('latin1');
+      const m = /x-sluice-stream-id: (\S+)/i.exec(head);
+      if (m) {
+        sock.off('data', onData);
+        sock.pause();
+        resolve(m[1] as string);
+      }
+    };
+    sock.on('data', onData);
+  });
+  // Long enough for its buffers to fill and the upstream to pause on them, shorter than the stall limit.
+  await new Promise((r) => setTimeout(r, 400));
+  const rest = await rawStream(`${g.url}/streams/${id}`);
+  assert.equal(rest.frames.at(-1), 'data: [DONE]', 'the reconnected client gets the whole stream, not a stall error');
+  assert.equal(dataEvents(rest.frames), total + 2);
+  assert.equal(up.state.closedEarly, false);
+});

@@ -60,6 +60,7 @@ export class ResumableStream {
       ids: o.ids,
       onFull: (err) => this.#stop(err),
       rewrite: background ? backgroundEvent(this.id) : undefined,
+      onDropped: () => this.clientLeft(),
     });
   }
 
@@ -91,6 +92,7 @@ export class ResumableStream {
       return;
     }
     this.#readers = s.count;
+    this.writer.readersPresent(s.count > 0);
     this.#watch();
   }
 

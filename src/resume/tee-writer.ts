@@ -36,14 +36,18 @@ export class TeeWriter implements StreamWriter {
   #stopReason: SluiceError | undefined;
   /** The relay's drain callback while the client's buffer is full: called at once if the client leaves. */
   #drain: (() => void) | undefined;
+  /** Other clients follow the stream from its log (reconnects): a stuck original client must not hold them back. */
+  #readers = false;
+  readonly #onDropped: (() => void) | undefined;
 
   /** Rewrites a Responses event before it is logged and sent (background responses: src/resume/background.ts). */
   readonly #rewrite: ((event: string, json: string, n: number) => string) | undefined;
 
   /** `client`: the client that started the stream; none for a background response created without a stream. */
-  constructor(o: { client: FrameWriter | undefined; log: LogWriter; kind: RequestKind; ids: boolean; onFull: (err: SluiceError) => void; rewrite?: ((event: string, json: string, n: number) => string) | undefined }) {
+  constructor(o: { client: FrameWriter | undefined; log: LogWriter; kind: RequestKind; ids: boolean; onFull: (err: SluiceError) => void; rewrite?: ((event: string, json: string, n: number) => string) | undefined; onDropped?: () => void }) {
     this.#client = o.client;
     this.#rewrite = o.rewrite;
+    this.#onDropped = o.onDropped;
     this.#log = o.log;
     this.#kind = o.kind;
     this.#ids = o.ids;
@@ -62,6 +66,25 @@ export class TeeWriter implements StreamWriter {
     const d = this.#drain;
     this.#drain = undefined;
     d?.(); // the relay was paused on that client's full buffer: it reads the upstream again
+  }
+
+  /**
+   * Whether other clients follow the stream from its log. While they do, the client that started it no longer holds
+   * the generation back: when its buffer is full (a connection that died without a FIN, as when a phone changes
+   * network, fills up and then stalls), it is cut and the generation runs on for the readers.
+   */
+  readersPresent(present: boolean): void {
+    this.#readers = present;
+    if (present && this.#drain !== undefined) this.#drop();
+  }
+
+  /** Cuts the client that started the stream (stuck while others read): its leaving is reported to the owner. */
+  #drop(): void {
+    const client = this.#client;
+    if (client === undefined) return;
+    this.detach();
+    client.destroy();
+    this.#onDropped?.();
   }
 
   /** The owner is stopping the stream: `err` is the event its log ends with (instead of a client-side abort). */
@@ -125,7 +148,10 @@ export class TeeWriter implements StreamWriter {
     const client = this.#client;
     if (q === '' || client === undefined) return true;
     this.#queue = '';
-    return client.writeRaw(Buffer.from(q));
+    const ok = client.writeRaw(Buffer.from(q));
+    if (ok || !this.#readers) return ok;
+    this.#drop();
+    return true;
   }
 
   onDrain(cb: () => void): void {
