@@ -17,7 +17,15 @@
  *   after `from`; the first is sliced. An empty answer re-checks `state` (a dead owner's log ends at its lease).
  * - `snapshot`: `XRANGE sluice:stream:<id> - +` and the meta hash.
  * - `signal`: `PUBLISH sluice:stream:<id>:control` (cancel, reader counts); the owner instance is subscribed.
- * - `attachReader` / `detachReader`: `INCR` / `DECR` of a counter in the meta hash, published to the owner.
+ * - `attachReader` / `detachReader`: `INCR` / `DECR` of a counter in the meta hash, published to the owner; a reader
+ *   also refreshes a lease key (`PX`) so that a crashed instance's readers stop counting.
+ *
+ * `create` and `append` are synchronous on purpose: the relay never waits for a round trip. A Redis backend checks
+ * the bounds against counters of its own (each instance bounds the streams it owns), queues its commands in order on
+ * one connection (pipelined), and reports a failed write as a full log. Readers already tolerate a cursor ahead of
+ * what the store holds (the events were sent before they were stored): they wait for those events. A blocking read
+ * needs a connection of its own, so a Redis backend serves its waiting readers from one `XREAD BLOCK` loop per
+ * instance rather than one connection each.
  */
 
 import type { RequestKind } from '../openai/request.ts';
