@@ -89,6 +89,8 @@ test('X-Sluice-Resume: ids writes id: lines; Last-Event-ID resumes after them', 
   assert.ok(!/(^|\n): keep-alive\n\n/.test(first.text), 'no comment followed by a blank line');
   const id = String(first.headers['x-sluice-stream-id']);
   const rest = await rawStream(`${g.url}/streams/${id}`, { headers: { 'last-event-id': String(ev.length) } });
+  assert.ok(rest.text.includes(': keep-alive\nid: '), 'the reader gets heartbeats too, as lone comment lines');
+  assert.ok(!/(^|\n): keep-alive\n\n/.test(rest.text));
   const restEv = rest.frames.filter((f) => f.includes('data:'));
   assert.ok(restEv[0]?.includes(`id: ${ev.length + 1}\n`));
   const all = [...events(first.frames), ...events(rest.frames)];
@@ -368,4 +370,14 @@ test('a first connection that died without a FIN (its buffer full) does not hold
   assert.equal(rest.frames.at(-1), 'data: [DONE]', 'the reconnected client gets the whole stream, not a stall error');
   assert.equal(dataEvents(rest.frames), total + 2);
   assert.equal(up.state.closedEarly, false);
+});
+
+test('a reader waiting for live events gets heartbeats in the gaps', async (t) => {
+  const s = await sim(t);
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }], heartbeat_ms: 20 });
+  const body = chatBody(SLOW(6, 150));
+  const first = await rawStream(`${g.url}/chat/completions`, { body, headers: { 'x-sluice-resume': '1' }, cutAfter: 1 });
+  const rest = await rawStream(`${g.url}/streams/${String(first.headers['x-sluice-stream-id'])}?after=${events(first.frames).length}`);
+  assert.ok(rest.frames.includes(': keep-alive'), 'heartbeats between the events');
+  assert.equal(chatText([...events(first.frames), ...events(rest.frames)]), chatText(await baseline(g.url, body)));
 });
