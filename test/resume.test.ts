@@ -204,6 +204,11 @@ test('hostile readers: another key, unknown and guessed ids, bad cursors', async
   const past = await get(`/streams/${id}?after=500`);
   assert.equal(past.status, 400);
   await past.text();
+  // Past the end of a live stream: the reader waits, and at the end is told, never given an empty success.
+  const live = await rawStream(`${g.url}/chat/completions`, { body: chatBody(SLOW(5, 20)), headers: { 'x-sluice-resume': '1', ...auth(KEY) }, cutAfter: 1 });
+  const ahead = await rawStream(`${g.url}/streams/${String(live.headers['x-sluice-stream-id'])}?after=900`, { headers: auth(KEY) });
+  assert.equal(ahead.status, 200);
+  assert.match(ahead.frames.at(-1) ?? '', /"param":"after"/);
   const badHeader = await post(`${g.url}/chat/completions`, chatBody(), { 'x-sluice-resume': 'yes please', ...auth(KEY) });
   assert.equal(badHeader.status, 400);
   await badHeader.text();

@@ -107,7 +107,7 @@ export async function follow(ctx: GatewayContext, store: StreamLogStore, info: S
   out.setHeader(STREAM_ID_HEADER, info.meta.id);
   out.writeHead(200);
   // Headers now, before the first event (HTTP/2's writeHead sends them; HTTP/1.1 waits for a write without this).
-  if (typeof out.flushHeaders === 'function') out.flushHeaders();
+  out.flushHeaders();
   const gone = new AbortController();
   const onClose = (): void => gone.abort();
   res.once('close', onClose);
@@ -128,6 +128,8 @@ export async function follow(ctx: GatewayContext, store: StreamLogStore, info: S
         text += ids ? withId(next, f) : f;
       }
       if (batch.ended && next >= batch.count) {
+        // A cursor past the end of a stream that was live when the reader came: said, never an empty "success".
+        if (next > batch.count) text += errorFrame(info.meta.kind, new SluiceError('SLUICE_INVALID_REQUEST', `after=${after} is past the end of the stream (${batch.count} events)`, { param: 'after' }));
         out.end(text);
         return;
       }
@@ -163,7 +165,7 @@ class Heartbeat implements Tickable {
     if (now - this.#last < this.#ms || this.#res.writableEnded || this.#res.destroyed) return;
     this.#last = now;
     // Not added to a full buffer: a reader that does not read gets nothing more.
-    if (this.#res.writableLength === 0) this.#res.write(this.#frame);
+    if (!(this.#res.writableLength > 0)) this.#res.write(this.#frame);
   }
 }
 
