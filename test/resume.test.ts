@@ -386,3 +386,22 @@ test('a reader waiting for live events gets heartbeats in the gaps', async (t) =
   assert.ok(rest.frames.includes(': keep-alive'), 'heartbeats between the events');
   assert.equal(chatText([...events(first.frames), ...events(rest.frames)]), chatText(await baseline(g.url, body)));
 });
+
+test('30 concurrent streams, each cut at its own K and resumed: every one whole, exactly once', async (t) => {
+  const s = await sim(t);
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }] });
+  const N = 30;
+  const bodies = Array.from({ length: N }, (_, i) => chatBody({ messages: [{ role: 'user', content: `prompt ${i}` }], ...SLOW(25, 10) }));
+  const wholes = await Promise.all(bodies.map((b) => baseline(g.url, b)));
+  const results = await Promise.all(
+    bodies.map(async (body, i) => {
+      const K = 1 + (i % 20);
+      const first = await rawStream(`${g.url}/chat/completions`, { body, headers: { 'x-sluice-resume': '1' }, cutAfter: K });
+      const got = events(first.frames);
+      const rest = await rawStream(`${g.url}/streams/${String(first.headers['x-sluice-stream-id'])}?after=${got.length}`);
+      return [...got, ...events(rest.frames)];
+    }),
+  );
+  results.forEach((all, i) => assert.deepEqual(all.map(sameRequest), (wholes[i] as string[]).map(sameRequest), `stream ${i}`));
+  assert.equal(s.stats.aborted, 0);
+});
