@@ -405,3 +405,28 @@ test('30 concurrent streams, each cut at its own K and resumed: every one whole,
   results.forEach((all, i) => assert.deepEqual(all.map(sameRequest), (wholes[i] as string[]).map(sameRequest), `stream ${i}`));
   assert.equal(s.stats.aborted, 0);
 });
+
+test('a client that half-closes (FIN) has left: its response is closed, the generation waits for a resume', async (t) => {
+  const { connect } = await import('node:net');
+  const s = await sim(t);
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }] });
+  const body = chatBody(SLOW(20, 20));
+  const payload = JSON.stringify(body);
+  const sock = connect(g.port, '127.0.0.1');
+  t.after(() => sock.destroy());
+  sock.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nx-sluice-resume: 1\r\ncontent-length: ${payload.length}\r\n\r\n${payload}`);
+  let received = '';
+  const closed = new Promise<void>((r) => sock.on('close', () => r()));
+  const id = await new Promise<string>((resolve) => {
+    sock.on('data', (c: Buffer) => {
+      received += c.toString('latin1');
+      const m = /x-sluice-stream-id: (\S+)/i.exec(received);
+      if (m && received.includes('data: ')) resolve(m[1] as string);
+    });
+  });
+  sock.end(); // FIN: the gateway treats the client as gone
+  await closed; // and closes its side: no response left hanging
+  const rest = await rawStream(`${g.url}/streams/${id}`);
+  assert.equal(chatText(events(rest.frames)), chatText(await baseline(g.url, body)));
+  assert.equal(s.stats.aborted, 0);
+});

@@ -59,10 +59,16 @@ export class TeeWriter implements StreamWriter {
     return this.#count;
   }
 
-  /** The client that started the stream left: from now on events go to the log only. */
+  /**
+   * The client that started the stream left (or is cut): from now on events go to the log only. Its response is torn
+   * down, so a client that only half-closed (a FIN, which counts as leaving: src/http/client-gone.ts) is not left
+   * waiting on a response that gets nothing more.
+   */
   detach(): void {
+    const client = this.#client;
     this.#client = undefined;
     this.#queue = '';
+    client?.destroy();
     const d = this.#drain;
     this.#drain = undefined;
     d?.(); // the relay was paused on that client's full buffer: it reads the upstream again
@@ -80,10 +86,8 @@ export class TeeWriter implements StreamWriter {
 
   /** Cuts the client that started the stream (stuck while others read): its leaving is reported to the owner. */
   #drop(): void {
-    const client = this.#client;
-    if (client === undefined) return;
+    if (this.#client === undefined) return;
     this.detach();
-    client.destroy();
     this.#onDropped?.();
   }
 
