@@ -50,6 +50,11 @@ export const ERROR_CODES = {
   SLUICE_WS_DUPLICATE_ID: { status: 409, type: 'invalid_request_error' },
   SLUICE_WS_UNKNOWN_ID: { status: 404, type: 'invalid_request_error' },
   SLUICE_WS_TOO_MANY_GENERATIONS: { status: 429, type: 'rate_limit_error' },
+  SLUICE_STREAM_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
+  SLUICE_STREAM_CANCELLED: { status: 499, type: 'invalid_request_error' },
+  SLUICE_RESUME_GRACE_EXPIRED: { status: 410, type: 'invalid_request_error' },
+  SLUICE_RESUME_LOG_FULL: { status: 503, type: 'server_error' },
+  SLUICE_RESUME_TOO_MANY_READERS: { status: 429, type: 'rate_limit_error' },
   SLUICE_INTERNAL: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, ErrorSpec>;
 

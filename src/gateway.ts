@@ -18,6 +18,7 @@ import type { GatewayContext, LifecyclePhase } from './generation/context.ts';
 import { Shutdown } from './shutdown.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
+import { MemoryLogStore } from './resume/memory-log-store.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -121,6 +122,12 @@ export async function startGatewayWithConfig(
     generations: new Set(),
     lifecycle: { phase: 'serving' },
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
+    resume: new MemoryLogStore({
+      maxStreamBytes: config.resume.max_stream_bytes,
+      maxTotalBytes: config.resume.max_total_bytes,
+      maxReaders: config.resume.max_readers,
+      ttlMs: config.resume.ttl_ms,
+    }),
   };
   const hub = new WebSocketHub(ctx);
   let listener: Listener;
@@ -154,6 +161,7 @@ export async function startGatewayWithConfig(
     generations: ctx.generations,
     release: async () => {
       ticker.stop();
+      await ctx.resume?.close();
       await registry.close();
       await simulator?.close();
       // After every generation has ended: their ledger records are queued, and this writes them.

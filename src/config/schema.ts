@@ -144,6 +144,23 @@ export const configSchema = z.strictObject({
       ledger_flush_ms: z.number().int().min(10).default(1000),
     })
     .prefault({}),
+  /** Resumable streams (docs/resume.md): a dropped client reconnects with `GET /v1/streams/{id}?after=N`. */
+  resume: z
+    .strictObject({
+      /** Every streamed request is resumable unless it sends `X-Sluice-Resume: 0`; off: only those that ask. */
+      default: z.boolean().default(false),
+      /** How long a resumable stream whose clients all left keeps generating, waiting for one to reconnect. */
+      grace_ms: ms(30_000),
+      /** How long a finished stream stays replayable. */
+      ttl_ms: ms(300_000),
+      /** Largest log of one stream (its events' bytes); past it the stream ends with SLUICE_RESUME_LOG_FULL. */
+      max_stream_bytes: z.number().int().min(1024).default(8 * 1024 * 1024),
+      /** All logs of this instance together; finished ones are dropped oldest first to make room. */
+      max_total_bytes: z.number().int().min(1024).default(256 * 1024 * 1024),
+      /** Clients following one stream at once (the original client not counted). */
+      max_readers: z.number().int().min(1).default(8),
+    })
+    .prefault({}),
   /** How tokens are metered (docs/metering.md). */
   metering: z
     .strictObject({

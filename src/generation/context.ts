@@ -8,6 +8,7 @@ import type { RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
+import type { StreamLogStore } from '../resume/log-store.ts';
 
 /**
  * Where a gateway is in its life (src/shutdown.ts): `serving`; `announcing` its shutdown (SIGTERM: `/ready` answers
@@ -37,4 +38,6 @@ export interface GatewayContext {
   lifecycle: { readonly phase: LifecyclePhase };
   /** Prometheus metrics; undefined when `metrics.enabled` is false. */
   metrics: GatewayMetrics | undefined;
+  /** The logs of resumable streams (src/resume/, docs/resume.md); absent where a test builds its own context. */
+  resume?: StreamLogStore | undefined;
 }

@@ -4,7 +4,7 @@ import type { HttpRequest, HttpResponse } from './http-types.ts';
 /**
  * CORS for browsers: an origin allowlist (`["*"]` allows any). Preflights are answered here; the request headers a
  * browser asks for are allowed (Authorization, Content-Type, and the SDKs' own `x-stainless-*` headers), and
- * `X-Request-Id` is exposed so pages can read it.
+ * `X-Request-Id` (and a resumable stream's `X-Sluice-Stream-Id`) is exposed so pages can read it.
  */
 export class Cors {
   readonly #any: boolean;
@@ -28,7 +28,7 @@ export class Cors {
     const allow = this.allowed(req);
     if (allow === undefined) return;
     res.setHeader('access-control-allow-origin', allow);
-    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
+    res.setHeader('access-control-expose-headers', 'x-request-id, retry-after, x-sluice-stream-id');
     if (allow !== '*') res.setHeader('vary', 'Origin');
   }
 

@@ -11,6 +11,10 @@ import { sendJsonError } from './send-error.ts';
 import { Http1SseWriter } from './sse-writer-h1.ts';
 import { Http2SseWriter } from './sse-writer-h2.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
+import { startResumable } from './resume.ts';
+import { startBackground } from './responses-background.ts';
+import { isBackground } from '../resume/background.ts';
+import type { ResumableStream } from '../resume/resumable.ts';
 
 /**
  * POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings over HTTP/1.1 or HTTP/2: the HTTP
@@ -19,8 +23,13 @@ import type { HttpRequest, HttpResponse } from './http-types.ts';
  */
 export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, origin: GenerationOrigin): Promise<void> {
   // Watched from the start: a client that leaves while its body is read or its request waits its turn aborts too.
-  const gen: Generation = new Generation(ctx, origin, () => unwatch());
-  const unwatch = watchClientGone(req, res, () => gen.cancel());
+  // A resumable stream outlives its client for the grace period (docs/resume.md): its leaving only detaches it.
+  let resumable: ResumableStream | undefined;
+  const gen: Generation = new Generation(ctx, origin, () => {
+    unwatch();
+    resumable?.finished();
+  });
+  const unwatch = watchClientGone(req, res, () => (resumable === undefined ? gen.cancel() : resumable.clientLeft()));
   let parsed;
   try {
     // application/json only: a cross-site page's "simple" POST (text/plain, a form) gets no CORS preflight.
@@ -33,12 +42,35 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
     sendJsonError(res, gen.reject(err));
     return;
   }
-  if (Generation.streams(parsed)) await gen.stream(parsed, sseWriter(res));
-  else await gen.unary(parsed, jsonResponder(res, gen));
+  if (isBackground(parsed) && ctx.resume !== undefined) {
+    // A background response (docs/resume.md): resumable, and it runs to its end whoever reads it.
+    let started;
+    try {
+      started = startBackground(ctx, req, res, gen, parsed, parsed.stream ? sseWriter(res) : undefined);
+    } catch (err) {
+      sendJsonError(res, gen.reject(err));
+      return;
+    }
+    if (started !== undefined) {
+      resumable = started.resumable;
+      await gen.stream(started.request, resumable.writer);
+      return;
+    }
+  }
+  if (Generation.streams(parsed)) {
+    const writer = sseWriter(res);
+    try {
+      resumable = startResumable(ctx, req, res, gen, parsed.kind, parsed.model, writer);
+    } catch (err) {
+      sendJsonError(res, gen.reject(err));
+      return;
+    }
+    await gen.stream(parsed, resumable?.writer ?? writer);
+  } else await gen.unary(parsed, jsonResponder(res, gen));
 }
 
 /** The SSE writer of the response's HTTP version. */
-function sseWriter(res: HttpResponse): StreamWriter {
+function sseWriter(res: HttpResponse): StreamWriter & { writeRaw(frames: Buffer): boolean } {
   return res instanceof Http2ServerResponse ? new Http2SseWriter(res) : new Http1SseWriter(res);
 }
 

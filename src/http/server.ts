@@ -4,6 +4,8 @@ import { SluiceError, toSluiceError } from '../errors.ts';
 import type { GatewayContext, LifecyclePhase } from '../generation/context.ts';
 import { Cors } from './cors.ts';
 import { handleGenerate } from './generate.ts';
+import { handleStreams } from './resume.ts';
+import { handleResponseById } from './responses-background.ts';
 import { sendJsonError } from './send-error.ts';
 import { hostRefusal } from '../auth/host-check.ts';
 import type { RequestKind } from '../openai/request.ts';
@@ -82,6 +84,8 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
       .map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.owned_by }));
     return json(res, 200, { object: 'list', data });
   }
+  if (path.startsWith('/v1/streams/')) return handleStreams(ctx, req, res, path, q === -1 ? '' : url.slice(q + 1));
+  if (path.startsWith('/v1/responses/')) return handleResponseById(ctx, req, res, path, q === -1 ? '' : url.slice(q + 1));
   const kind = GENERATE_ROUTES[path];
   if (kind !== undefined) {
     if (method !== 'POST') return methodNotAllowed(req, res, 'POST');
