@@ -18,6 +18,8 @@ import type { GatewayContext, LifecyclePhase } from './generation/context.ts';
 import { Shutdown } from './shutdown.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
+import { ConsoleMonitor } from './console/monitor.ts';
+import { consoleEnabled } from './console/access.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -119,6 +121,7 @@ export async function startGatewayWithConfig(
     generations: new Set(),
     lifecycle: { phase: 'serving' },
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
+    monitor: consoleEnabled(config) ? new ConsoleMonitor(config.console.recent_requests) : undefined,
   };
   const hub = new WebSocketHub(ctx);
   let listener: Listener;
