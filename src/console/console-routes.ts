@@ -1,5 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { TIMELINE_CSS } from '../timeline/timeline.js';
 import { SluiceError } from '../errors.ts';
 import type { GatewayContext } from '../generation/context.ts';
 import type { HttpRequest, HttpResponse } from '../http/http-types.ts';
@@ -18,9 +20,10 @@ const ASSETS: Record<string, { file: URL; type: string }> = {
 };
 const PAGE = new URL('./assets/index.html', import.meta.url);
 
+/** The timeline's own `<style>` element (src/timeline/timeline.js), allowed by its hash: no inline style else. */
+const TIMELINE_STYLE = `'sha256-${createHash('sha256').update(TIMELINE_CSS).digest('base64')}'`;
 /** Scripts, styles and connections to the gateway itself only; no frames, no forms posting elsewhere. */
-const PAGE_CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const PAGE_CSP = `default-src 'none'; script-src 'self'; style-src 'self' ${TIMELINE_STYLE}; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`;
 const COMMON = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer', 'x-frame-options': 'DENY' };
 const REQUEST_ID = /^[\w.:\-]{1,128}$/;
 
