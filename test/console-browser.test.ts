@@ -29,7 +29,7 @@ async function browser(t: TestContext, options: { httpCredentials?: { username: 
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1100, height: 900 },
+    viewport: { width: 1280, height: 900 },
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     ...options,
   });
@@ -174,12 +174,16 @@ test('the live view shows a stream in flight and its completion within a second;
   const res = await post(`${g.url}/chat/completions`, chatBody(), { 'x-request-id': 'live-1' });
   await tab.waitForSelector('#live-inflight tr[data-request="live-1"]', { timeout: 1_000 });
   await tab.waitForFunction(() => /gpu-a/.test(document.querySelector('#live-inflight tr[data-request="live-1"]')?.textContent ?? ''), null, { timeout: 1_000 });
-  await shot(tab, 'live');
   await res.text();
   await tab.waitForSelector('#live-recent tr[data-request="live-1"][data-outcome="completed"]', { timeout: 1_000 });
   assert.equal(await tab.locator('#live-inflight tr[data-request="live-1"]').count(), 0, 'no longer in flight');
   assert.match((await tab.textContent('#live-recent tr[data-request="live-1"]')) ?? '', /gpu-a.*completed.*\/ 12/);
   await tab.waitForFunction(() => /\d+ ms \/ \d+ ms \(\d+\)/.test(document.querySelector('#live-upstreams tr[data-upstream="gpu-a"]')?.textContent ?? ''), null, { timeout: 3_000 });
+  // For the picture: a second stream in flight beside the finished ones.
+  const second = await post(`${g.url}/chat/completions`, chatBody(), { 'x-request-id': 'live-2' });
+  await tab.waitForSelector('#live-inflight tr[data-request="live-2"]', { timeout: 1_000 });
+  await shot(tab, 'live');
+  await second.text();
 
   // 360 px wide: nothing overflows the page (wide tables scroll in their own box).
   await tab.setViewportSize({ width: 360, height: 800 });

@@ -143,6 +143,7 @@ function newRun(req) {
     text: '',
     usage: null,
     status: null,
+    events: [],
     drawPending: false,
     stop: () => {},
   };
@@ -384,7 +385,14 @@ async function finish(run) {
     const r = await fetch(`/console/api/requests/${encodeURIComponent(run.req.id)}`, { cache: 'no-store' });
     if (r.ok) {
       const rec = await r.json();
-      if (rec.outcome !== 'in_flight') return facts(run, rec);
+      if (rec.outcome !== 'in_flight') {
+        // Failover and resume events, when the gateway records them (docs/console.md, "Fields to come").
+        if (Array.isArray(rec.events)) {
+          run.events = rec.events.filter((e) => e && typeof e.at_ms === 'number');
+          drawTimeline(run);
+        }
+        return facts(run, rec);
+      }
     }
     await new Promise((res) => setTimeout(res, 150));
   }
@@ -431,6 +439,7 @@ function drawTimeline(run) {
     if (run.end === 'done') marks.push({ at: run.endAt, label: 'end', key: 'done', row: 0 });
     else marks.push({ at: run.endAt, label: run.end === 'stopped' ? 'stopped' : 'error', key: run.end === 'stopped' ? 'stopped' : 'error', tone: 'error', row: 0 });
   }
+  for (const e of run.events ?? []) marks.push({ at: e.at_ms, label: `${String(e.type)}${e.to ? ` → ${String(e.to)}` : ''}`, key: String(e.type), row: 1 });
   const box = $('pg-timeline');
   const width = Math.min(960, Math.max(320, box.clientWidth || 960));
   const svg = timelineElement(document, { label: `timeline of request ${run.req.id}`, end: run.endAt ?? now(run), ticks: run.ticks, reads: run.reads, heartbeats: run.heartbeats, marks }, { width });
