@@ -1,11 +1,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { chatBody, gateway, post, sim } from './helpers/gateway.ts';
 import { expectedText } from './helpers/ws.ts';
+import { pythonWithOpenAI, runPython } from './helpers/python-openai.ts';
 
 // The page's globals, as far as the callbacks run in Chromium use them (the project's lib has no DOM types).
 interface El {
@@ -222,3 +224,60 @@ test('with client keys, the console asks for the admin key (HTTP Basic in a brow
   assert.match(code, /\$SLUICE_API_KEY/);
   assert.doesNotMatch(code, new RegExp(clientKey), 'the key is never in the copied code');
 });
+
+test('"copy as" gives code that runs: curl, openai-python and openai-node stream the answer the playground showed', async (t) => {
+  const s = await sim(t, { timing: { ttftMs: 5, itlMs: 5, tokens: 6 } });
+  const g = await gateway(t, { upstreams: [{ url: s.url, name: 'gpu-a' }] });
+  const python = pythonWithOpenAI();
+  const { tab } = await browser(t);
+  await tab.goto(`http://127.0.0.1:${g.port}/console`);
+  await tab.waitForSelector('body[data-ready]');
+  // Inside the repository, so that the TypeScript file finds the `openai` package.
+  mkdirSync(new URL('../tmp/', import.meta.url), { recursive: true });
+  const dir = mkdtempSync(join(new URL('../tmp/', import.meta.url).pathname, 'copied-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const api of ['chat', 'responses'] as const) {
+    // An engine extra beside the SDK's own fields: Python sends it as extra_body, TypeScript as it is.
+    await play(tab, { api, transport: 'sse', prompt: `it's "quoted" \\ and\nmultiline`, extra: '{"temperature": 0, "sim": {"tokens": 4}}' });
+    const shown = (await timeline(tab)).answer;
+    assert.ok(shown.length > 0);
+    for (const kind of ['curl', 'python', 'typescript'] as const) {
+      if (kind === 'python' && python === null) continue;
+      await tab.click(`[data-copy=${kind}]`);
+      const code = (await tab.textContent('#pg-code')) ?? '';
+      let out: { code: number | null; stdout: string; stderr: string };
+      if (kind === 'curl') out = await run('sh', ['-c', code]);
+      else if (kind === 'python') out = await runPython(python as string, code, []);
+      else {
+        const file = join(dir, `${api}.ts`);
+        writeFileSync(file, code);
+        out = await run(process.execPath, [file]);
+      }
+      assert.equal(out.code, 0, `${api} ${kind}: ${out.stderr}`);
+      if (kind === 'curl') {
+        const text = out.stdout
+          .split('\n')
+          .filter((l) => l.startsWith('data: {'))
+          .map((l) => JSON.parse(l.slice(6)) as { choices?: Array<{ delta?: { content?: string } }>; type?: string; delta?: string })
+          .map((o) => (api === 'chat' ? (o.choices?.[0]?.delta?.content ?? '') : o.type === 'response.output_text.delta' ? (o.delta ?? '') : ''))
+          .join('');
+        assert.equal(text, shown, `${api} curl`);
+      } else {
+        assert.equal(out.stdout.replace(/\n$/, ''), shown, `${api} ${kind}`);
+      }
+    }
+  }
+});
+
+/** Runs a command asynchronously (the gateway under test lives in this process). */
+function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: new URL('..', import.meta.url).pathname });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
