@@ -200,6 +200,7 @@ test('the live view shows a stream in flight and its completion within a second;
   await tab.emulateMedia({ colorScheme: 'dark' });
   const dark = await tab.evaluate(() => getComputedStyle(document.body).backgroundColor);
   assert.notEqual(light, dark);
+  await shot(tab, 'playground-360-dark');
   void context;
 });
 
