@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { chatBody, gateway, post, sim } from './helpers/gateway.ts';
+import { chatBody, gateway, httpServer, post, sim } from './helpers/gateway.ts';
 import { expectedText } from './helpers/ws.ts';
 import { pythonWithOpenAI, runPython } from './helpers/python-openai.ts';
 
@@ -159,7 +159,8 @@ test('an upstream cut shows as an error, not as a complete answer (SSE and WebSo
 
 test('the live view shows a stream in flight and its completion within a second; hostile text stays text; 360 px; dark mode', async (t) => {
   const s = await sim(t, { timing: { ttftMs: 50, itlMs: 150, tokens: 12 } });
-  const g = await gateway(t, { upstreams: [{ url: s.url, name: 'gpu-a' }] });
+  // CORS open to any origin: the console still answers its own page only.
+  const g = await gateway(t, { upstreams: [{ url: s.url, name: 'gpu-a' }], cors: { origins: ['*'] } });
   const { context, tab } = await browser(t);
   await tab.goto(`http://127.0.0.1:${g.port}/console#live`);
   await tab.waitForSelector('#live-upstreams tr[data-upstream="gpu-a"]');
@@ -188,6 +189,35 @@ test('the live view shows a stream in flight and its completion within a second;
   await second.text();
 
   // 360 px wide: nothing overflows the page (wide tables scroll in their own box).
+  // Another site's page reads nothing of the console, with fetch or EventSource.
+  const other = await httpServer(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end('<!doctype html><title>another site</title>');
+  });
+  const evil = await context.newPage();
+  await evil.goto(`http://localhost:${other.port}/`);
+  const read = await evil.evaluate(async (base) => {
+    const out: string[] = [];
+    for (const p of ['/console/api/state', '/console/api/requests/live-1']) {
+      try {
+        const r = await fetch(base + p);
+        out.push(`${r.status} ${await r.text()}`);
+      } catch (e) {
+        out.push(`blocked ${String(e)}`);
+      }
+    }
+    const es = await new Promise<string>((resolve) => {
+      const ES = (globalThis as unknown as { EventSource: new (u: string) => { onmessage: unknown; onerror: unknown; addEventListener(t: string, f: (e: { data: string }) => void): void; close(): void } }).EventSource;
+      const src = new ES(`${base}/console/api/events`);
+      src.addEventListener('snapshot', (e) => (src.close(), resolve(`snapshot ${e.data}`)));
+      src.onerror = () => (src.close(), resolve('refused'));
+    });
+    return [...out, es];
+  }, `http://127.0.0.1:${g.port}`);
+  for (const r of read) assert.doesNotMatch(r, /upstreams|gpu-a|live-1/, r.slice(0, 200));
+  assert.match(read[0] ?? '', /^403 .*origin_not_allowed/);
+  await evil.close();
+
   await tab.setViewportSize({ width: 360, height: 800 });
   for (const view of ['#live', '#playground']) {
     await tab.goto(`http://127.0.0.1:${g.port}/console${view}`);
