@@ -7,9 +7,9 @@ import { startWsGeneration, type WsGeneration } from './start-generation.ts';
 import type { WsFraming } from './ws-writer.ts';
 import { CLOSE, parseClientMessage, type WsSession } from './session.ts';
 
-
 /** The syntax of a request id (as `X-Request-Id`, src/http/server.ts). */
 const REQUEST_ID = /^[\w.:\-]{1,128}$/;
+
 /** The endpoints a `create` message may name, with the stream each one relays. */
 const ENDPOINTS: Record<string, 'chat' | 'completion'> = {
   '/v1/chat/completions': 'chat',
