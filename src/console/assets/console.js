@@ -176,7 +176,7 @@ async function send() {
     if (run.end === null) fail(run, err.name === 'AbortError' ? 'stopped' : err.message, err.name === 'AbortError' ? 'stopped' : 'error');
   }
   if (run.end === null) fail(run, 'the stream ended without its end marker: the answer is incomplete');
-  finish(run);
+  await finish(run).catch(() => facts(run, null, 'unknown (the console API did not answer)'));
 }
 
 const now = (run) => performance.now() - run.t0;
@@ -276,12 +276,11 @@ async function viaSse(run) {
 function sseParser(run) {
   let buf = '';
   let data = [];
-  let type = '';
+  // `event:` lines are not needed: a Responses event names its type in its JSON too.
   const dispatch = () => {
-    if (data.length === 0) return (type = '');
+    if (data.length === 0) return;
     const text = data.join('\n');
     data = [];
-    type = '';
     if (text === '[DONE]') return end(run, 'done');
     let obj;
     try {
@@ -306,11 +305,9 @@ function sseParser(run) {
         let value = colon === -1 ? '' : line.slice(colon + 1);
         if (value.startsWith(' ')) value = value.slice(1);
         if (field === 'data') data.push(value);
-        else if (field === 'event') type = value;
       }
     }
     if (last) dispatch();
-    void type;
   };
 }
 
@@ -396,6 +393,7 @@ async function finish(run) {
     }
     await new Promise((res) => setTimeout(res, 150));
   }
+  facts(run, null, 'unknown (no record of this request)');
 }
 
 function facts(run, rec, upstreamNote) {
