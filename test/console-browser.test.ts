@@ -138,7 +138,7 @@ test('the playground streams over SSE and WebSocket, chat and Responses: a tick 
   await tab.waitForSelector('#pg-status.ok', { timeout: 20_000 });
 });
 
-test('an upstream cut shows as an error, not as a complete answer (SSE and WebSocket)', async (t) => {
+test('an upstream cut shows as an error, not as a complete answer; Stop aborts the upstream (SSE and WebSocket)', async (t) => {
   const s = await sim(t, { timing: { ttftMs: 20, itlMs: 20, tokens: 20 } });
   const g = await gateway(t, { upstreams: [{ url: s.url, name: 'gpu-a' }] });
   const { tab } = await browser(t);
@@ -154,6 +154,18 @@ test('an upstream cut shows as an error, not as a complete answer (SSE and WebSo
     assert.equal(v.ticks, v.chunks);
     assert.match((await tab.textContent('[data-fact=gateway]')) ?? '', /upstream_error|truncated/);
     if (transport === 'sse') await shot(tab, 'playground-error');
+  }
+  // Stop: the fetch is aborted (SSE) or the generation cancelled (/v1/ws); the gateway sees its client leave.
+  for (const transport of ['sse', 'ws'] as const) {
+    await tab.check(`input[name=transport][value=${transport}]`);
+    await tab.fill('#pg-extra', '{"sim": {"tokens": 500}}');
+    await tab.click('#pg-send');
+    await tab.waitForFunction(() => (document.querySelector('#pg-answer')?.textContent ?? '').length > 0, null, { timeout: 10_000 });
+    await tab.click('#pg-stop');
+    await tab.waitForFunction(() => document.querySelector('#pg-status')?.textContent === 'Stopped.', null, { timeout: 5_000 });
+    await tab.waitForFunction(() => /client_aborted/.test(document.querySelector('[data-fact=gateway]')?.textContent ?? ''), null, { timeout: 5_000 });
+    const v = await timeline(tab);
+    assert.ok(v.marks.includes('stopped') && !v.marks.includes('done'), `${transport}: ${v.marks.join(', ')}`);
   }
 });
 
