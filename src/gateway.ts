@@ -19,6 +19,8 @@ import { Shutdown } from './shutdown.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
 import { MemoryLogStore } from './resume/memory-log-store.ts';
+import { ConsoleMonitor } from './console/monitor.ts';
+import { consoleEnabled } from './console/access.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -128,6 +130,7 @@ export async function startGatewayWithConfig(
       maxReaders: config.resume.max_readers,
       ttlMs: config.resume.ttl_ms,
     }),
+    monitor: consoleEnabled(config) ? new ConsoleMonitor(config.console.recent_requests) : undefined,
   };
   const hub = new WebSocketHub(ctx);
   let listener: Listener;

@@ -15,6 +15,7 @@ import { workerCount } from '../cluster/workers.ts';
 import { runPrimary, WORKER_INDEX_ENV } from '../cluster/primary.ts';
 import { joinCluster } from '../cluster/worker.ts';
 import { SIM_URL_ENV } from '../cluster/ipc.ts';
+import { consoleEnabled } from '../console/access.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -157,6 +158,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const ws = config.websocket.enabled ? `; WebSocket on ${wsBase}/responses (Responses WebSocket mode) and ${wsBase}/ws (multiplexed chat)` : '';
   say(`transports: ${http}${ws}`);
   say(`probes: ${root}/health (live), ${root}/ready (ready)${config.metrics.enabled ? `; metrics: ${root}/metrics` : ''}`);
+  if (consoleEnabled(config)) {
+    const keyed = config.api_keys.length > 0 || gateway.store !== undefined;
+    say(`console: ${root}/console (playground and live view${keyed ? (config.admin_key ? '; with client keys it asks for admin_key' : '; with client keys it needs admin_key, which is not set') : ''}; docs/console.md)`);
+  }
   say(gateway.store ? `state: ${gateway.store.url} (stored keys, limits and the usage ledger; docs/keys.md)` : 'state: none (static api_keys only, no usage ledger; --state or `sluice keys create` to have one)');
   say(`try: curl -N ${config.tls ? '--http2 ' : config.h2c ? '--http2-prior-knowledge ' : ''}${gateway.url}/chat/completions -H 'Content-Type: application/json'${auth} -d '{"model":"${model}","stream":true,"messages":[{"role":"user","content":"Hello"}]}'`);
   if (!isLoopback(config.host) && config.api_keys.length === 0) {

@@ -93,6 +93,11 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   setTls('key_file', env['SLUICE_TLS_KEY']);
   const envH2c = env['SLUICE_H2C'];
   if (envH2c !== undefined && envH2c !== '') raw['h2c'] = envH2c === '1' || envH2c === 'true' ? true : envH2c === '0' || envH2c === 'false' ? false : envH2c;
+  const envConsole = env['SLUICE_CONSOLE'];
+  if (envConsole !== undefined && envConsole !== '') {
+    const enabled = envConsole === '1' || envConsole === 'true' ? true : envConsole === '0' || envConsole === 'false' ? false : envConsole;
+    raw['console'] = { ...(raw['console'] as object | undefined), enabled };
+  }
 
   set('host', flags.host);
   set('port', flags.port);

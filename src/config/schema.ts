@@ -174,6 +174,17 @@ export const configSchema = z.strictObject({
       enabled: z.boolean().default(true),
     })
     .prefault({}),
+  /** The console: a page at /console to try a model and watch the gateway live (docs/console.md). */
+  console: z
+    .strictObject({
+      /** Unset: on when `host` is a loopback address (and then only for loopback clients), off otherwise. */
+      enabled: z.boolean().optional(),
+      /** Finished requests kept in memory for the live view. */
+      recent_requests: z.number().int().min(1).max(10_000).default(200),
+      /** Live-view feeds (`/console/api/events`) open at once; more are refused with 429. */
+      max_live_clients: z.number().int().min(1).max(1_000).default(16),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       /** One line per request on stdout, when it ends. */

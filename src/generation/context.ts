@@ -4,7 +4,7 @@ import type { Ticker } from '../relay/ticker.ts';
 import type { KeyRing } from '../auth/key-ring.ts';
 import type { Limiter } from '../limits/limiter.ts';
 import type { Ledger } from '../ledger/ledger.ts';
-import type { RequestLogger } from './request-log.ts';
+import type { RequestLogEntry, RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
@@ -16,6 +16,17 @@ import type { StreamLogStore } from '../resume/log-store.ts';
  * requests; generations in flight finish).
  */
 export type LifecyclePhase = 'serving' | 'announcing' | 'draining';
+
+/**
+ * Told when a generation starts and ends: the console's live view (src/console/monitor.ts). Called off the per-chunk
+ * path, once each; `entry` is the generation's log line, the same object throughout (its upstream is set once chosen).
+ */
+export interface GenerationMonitor {
+  /** Admitted and routed; `key` is the stored key's name (null for a static key or no auth). */
+  started(entry: RequestLogEntry, key: string | null): void;
+  /** Over, whatever the outcome (requests refused before they started included), the log line complete. */
+  ended(entry: RequestLogEntry, key: string | null): void;
+}
 
 /** What every generation and transport adapter of one gateway shares. */
 export interface GatewayContext {
@@ -40,4 +51,6 @@ export interface GatewayContext {
   metrics: GatewayMetrics | undefined;
   /** The logs of resumable streams (src/resume/, docs/resume.md); absent where a test builds its own context. */
   resume?: StreamLogStore | undefined;
+  /** The console's live view; undefined when the console is off. */
+  monitor?: GenerationMonitor | undefined;
 }

@@ -165,6 +165,7 @@ export class Generation {
     });
     this.#relay = relay;
     ctx.generations.add(this);
+    ctx.monitor?.started(this.log, this.#keyName);
     ctx.metrics?.streamStarted(this.#model);
     try {
       forwarded = await this.#forward(routed, relay.signal);
@@ -205,6 +206,7 @@ export class Generation {
     const controller = (this.#unary = new AbortController());
     if (this.#cancelled) controller.abort(clientAbortedError());
     ctx.generations.add(this);
+    ctx.monitor?.started(this.log, this.#keyName);
     const total = ctx.config.timeouts.total_ms;
     const timer = total > 0 ? setTimeout(() => controller.abort(new SluiceError('SLUICE_TOTAL_TIMEOUT', `request exceeded the total timeout of ${total} ms`)), total) : undefined;
     timer?.unref();
@@ -390,6 +392,7 @@ export class Generation {
     const log = this.log;
     const now = performance.now();
     log.duration_ms = round(now - this.#startedPerf);
+    ctx.monitor?.ended(log, this.#keyName);
     if (ctx.metrics) this.#record(ctx.metrics, now);
     this.#settle();
     ctx.ledger?.add({

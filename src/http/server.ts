@@ -10,6 +10,8 @@ import { sendJsonError } from './send-error.ts';
 import { hostRefusal } from '../auth/host-check.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
+import { ConsoleMonitor } from '../console/monitor.ts';
+import { ConsoleRoutes } from '../console/console-routes.ts';
 
 const GENERATE_ROUTES: Record<string, RequestKind> = {
   '/v1/chat/completions': 'chat',
@@ -30,14 +32,16 @@ export const HTTP1_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 120_000
  */
 export function createRequestHandler(ctx: GatewayContext): (req: HttpRequest, res: HttpResponse) => void {
   const cors = new Cors(ctx.config.cors.origins);
+  // The console (docs/console.md) exists when its monitor does (src/gateway.ts creates it when the console is on).
+  const consoleRoutes = ctx.monitor instanceof ConsoleMonitor ? new ConsoleRoutes(ctx, ctx.monitor) : undefined;
   return (req, res) => {
-    route(ctx, cors, req, res).catch((err: unknown) => {
+    route(ctx, cors, consoleRoutes, req, res).catch((err: unknown) => {
       sendJsonError(res, toSluiceError(err));
     });
   };
 }
 
-async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: HttpResponse): Promise<void> {
+async function route(ctx: GatewayContext, cors: Cors, consoleRoutes: ConsoleRoutes | undefined, req: HttpRequest, res: HttpResponse): Promise<void> {
   const given = req.headers['x-request-id'];
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
   res.setHeader('x-request-id', id);
@@ -69,6 +73,8 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
     res.end(text);
     return;
   }
+
+  if (consoleRoutes !== undefined && ConsoleRoutes.owns(path)) return consoleRoutes.handle(req, res, path, method);
 
   // Every /v1/ request: static keys and stored keys, from memory (src/auth/key-ring.ts).
   const principal = path.startsWith('/v1/') ? ctx.keys.authenticate(req.headers.authorization) : 'static';

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { SluiceError } from '../errors.ts';
 import type { KeyRing, Principal } from '../auth/key-ring.ts';
@@ -55,13 +56,15 @@ export class OriginPolicy {
  */
 export function checkUpgrade(req: IncomingMessage, keys: KeyRing, origins: OriginPolicy): SluiceError | Principal {
   const origin = req.headers.origin;
-  if (!origins.allows(origin)) {
+  if (!origins.allows(origin) && !sameOrigin(origin, req.headers.host)) {
     return new SluiceError('SLUICE_ORIGIN_NOT_ALLOWED', `Origin '${origin}' may not open a WebSocket here; add it to websocket.origins (or cors.origins).`, { wireCode: 'origin_not_allowed' });
   }
   if (!keys.enabled) return 'static';
   const wrong = (): SluiceError => new SluiceError('SLUICE_UNAUTHORIZED', 'Incorrect API key provided.', { wireCode: 'invalid_api_key' });
   const auth = req.headers.authorization;
-  if (auth !== undefined) return keys.authenticate(auth) ?? wrong();
+  // Only a Bearer header is a key: a browser adds the HTTP Basic credentials it holds for the origin (the console's,
+  // src/console/access.ts) to its WebSocket handshakes, and the key that page offers is in the subprotocol.
+  if (auth !== undefined && (/^Bearer\s/i.test(auth) || !offeredProtocols(req).some((p) => keyOf(p) !== undefined))) return keys.authenticate(auth) ?? wrong();
   for (const p of offeredProtocols(req)) {
     const key = keyOf(p);
     if (key !== undefined) return keys.authenticateKey(key) ?? wrong();
@@ -71,4 +74,23 @@ export function checkUpgrade(req: IncomingMessage, keys: KeyRing, origins: Origi
     "Missing API key: send 'Authorization: Bearer <key>', or from a browser offer the subprotocol 'sluice-api-key.<key>'.",
     { wireCode: 'invalid_api_key' },
   );
+}
+
+/**
+ * A page the gateway served itself (the console, docs/console.md) opened at an IP address or `localhost`: its Origin
+ * names the very host the socket is opened to. It needs no entry in websocket.origins. Only for those names: DNS
+ * rebinding needs a name the attacker controls (`attacker.example` re-pointed at the gateway has Origin and Host
+ * equal too), and when the Host check is off (a gateway bound beyond loopback without allowed_hosts) nothing else
+ * stops it; a console reached by a DNS name needs that origin in websocket.origins.
+ */
+function sameOrigin(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined || host === undefined || origin === 'null') return false;
+  try {
+    const u = new URL(origin);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return false;
+    const name = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+    return (name === 'localhost' || isIP(name) !== 0) && u.host === host.toLowerCase();
+  } catch {
+    return false;
+  }
 }

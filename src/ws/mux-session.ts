@@ -7,6 +7,9 @@ import { startWsGeneration, type WsGeneration } from './start-generation.ts';
 import type { WsFraming } from './ws-writer.ts';
 import { CLOSE, parseClientMessage, type WsSession } from './session.ts';
 
+/** The syntax of a request id (as `X-Request-Id`, src/http/server.ts). */
+const REQUEST_ID = /^[\w.:\-]{1,128}$/;
+
 /** The endpoints a `create` message may name, with the stream each one relays. */
 const ENDPOINTS: Record<string, 'chat' | 'completion'> = {
   '/v1/chat/completions': 'chat',
@@ -112,6 +115,8 @@ export class MuxSession implements WsSession {
       channel: this.#channel,
       principal: this.#principal,
       framing: muxFraming(id),
+      // As `X-Request-Id` over HTTP: a valid one names the generation in logs and upstream, else a new one is made.
+      requestId: typeof msg['request_id'] === 'string' && REQUEST_ID.test(msg['request_id']) ? msg['request_id'] : undefined,
       onEnd: () => {
         if (g !== undefined && this.#streams.get(id) === g) this.#streams.delete(id);
         if (this.#draining && this.#streams.size === 0) this.#channel.close(CLOSE.GOING_AWAY, 'server shutting down');

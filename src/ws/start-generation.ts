@@ -19,9 +19,9 @@ export interface WsGeneration {
  */
 export function startWsGeneration(
   ctx: GatewayContext,
-  g: { kind: 'chat' | 'completion' | 'responses'; path: string; body: Record<string, unknown>; channel: WsChannel; principal: Principal; framing: WsFraming; onEnd: () => void },
+  g: { kind: 'chat' | 'completion' | 'responses'; path: string; body: Record<string, unknown>; channel: WsChannel; principal: Principal; framing: WsFraming; onEnd: () => void; requestId?: string | undefined },
 ): WsGeneration {
-  const gen = new Generation(ctx, { id: newRequestId(), method: 'WS', path: g.path, kind: g.kind, startedPerf: performance.now(), principal: g.principal });
+  const gen = new Generation(ctx, { id: g.requestId ?? newRequestId(), method: 'WS', path: g.path, kind: g.kind, startedPerf: performance.now(), principal: g.principal });
   const writer = new WsStreamWriter(g.channel, g.framing, g.onEnd);
   let parsed;
   try {
