@@ -11,6 +11,7 @@ import { sendJsonError } from './send-error.ts';
 import { Http1SseWriter } from './sse-writer-h1.ts';
 import { Http2SseWriter } from './sse-writer-h2.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
+import { HOP_REPORT_HEADER, wantsHopReport } from '../generation/hop-report.ts';
 
 /**
  * POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings over HTTP/1.1 or HTTP/2: the HTTP
@@ -33,6 +34,7 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
     sendJsonError(res, gen.reject(err));
     return;
   }
+  gen.hopReport = wantsHopReport(req.headers[HOP_REPORT_HEADER]);
   if (Generation.streams(parsed)) await gen.stream(parsed, sseWriter(res));
   else await gen.unary(parsed, jsonResponder(res, gen));
 }
