@@ -3,6 +3,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { constants as zc, createBrotliDecompress, createUnzip } from 'node:zlib';
 import { createParser, type SseParser } from '../sse/parser.ts';
 import { startExchange } from './http-exchange.ts';
+import { HOP_REPORT_PREFIX } from './sluice-hop.ts';
 import { headerValue, type Endpoint, type EventRecord, type ReadRecord, type ResponseHead, type StreamRecording } from './recording.ts';
 
 /**
@@ -68,7 +69,7 @@ export async function recordStream(options: RecordStreamOptions): Promise<Stream
     },
     onComment(text) {
       const at = reads[currentRead]?.at ?? 0;
-      events.push({ at, read: currentRead, kind: 'comment', data: text, event: null, id: null });
+      events.push({ at, read: currentRead, kind: text.startsWith(HOP_REPORT_PREFIX) ? 'report' : 'comment', data: text, event: null, id: null });
     },
   });
 

@@ -8,6 +8,7 @@ import { fetchSmall } from './fetch-small.ts';
 import type { ProbeResult } from './probe-result.ts';
 import type { Endpoint } from './recording.ts';
 import { runProbe } from './run-probe.ts';
+import { HOP_REPORT_REQUEST } from './sluice-hop.ts';
 
 /**
  * `sluice doctor`: discovers the target, streams one request per endpoint asked for, optionally an idle request, a
@@ -62,13 +63,15 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const doneGraceMs = options.doneGraceMs ?? 2000;
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
   const extraBody = options.body ?? {};
-  const headers = requestHeaders(options);
+  const plainHeaders = requestHeaders(options);
   const endpoints = options.endpoints && options.endpoints.length > 0 ? options.endpoints : (['chat'] as Endpoint[]);
 
   progress(`discovering ${base.href} …`);
   const target = await discoverTarget(base, baseHeaders(options), options.model ?? null, connectTimeoutMs);
   const probeSim = target.kind === 'other' ? null : { ...PROBE_SIM };
   const probes: ProbeResult[] = [];
+  // Sluice tells what it saw from its upstream when asked (a comment at the end of the stream, ignored by SDKs).
+  const headers = target.kind === 'sluice' ? [...plainHeaders, HOP_REPORT_REQUEST as [string, string]] : plainHeaders;
   for (const endpoint of endpoints) {
     progress(`streaming ${endpoint} (${target.kind === 'other' ? 'model' : 'asking for probe stamps'}: ${target.model}) …`);
     probes.push(
@@ -115,7 +118,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
 
   if (options.origin) {
     progress(`CORS preflight as ${options.origin} …`);
-    const names = headers.map(([k]) => k).filter((k) => !['user-agent', 'accept-encoding', 'origin', 'accept', 'content-length'].includes(k.toLowerCase()));
+    const names = plainHeaders.map(([k]) => k).filter((k) => !['user-agent', 'accept-encoding', 'origin', 'accept', 'content-length'].includes(k.toLowerCase()));
     let preflight: PreflightResult | string;
     try {
       const res = await fetchSmall({
@@ -151,7 +154,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
         base: otherBase,
         endpoint: a.recording.endpoint,
         model,
-        headers,
+        headers: other.kind === 'sluice' ? [...plainHeaders, HOP_REPORT_REQUEST as [string, string]] : plainHeaders,
         extraBody,
         sim: other.kind === 'other' ? null : { ...PROBE_SIM },
         deadlineMs,

@@ -10,6 +10,8 @@ import { recordStream } from './record-stream.ts';
 import { auditFraming } from './sse-framing.ts';
 import { computeMetrics } from './stream-metrics.ts';
 import { tokenArrivals } from './token-arrivals.ts';
+import { readSluiceHop } from './sluice-hop.ts';
+import { checkSides } from './checks/sides.ts';
 
 /** One streamed request against one endpoint, recorded and judged. */
 
@@ -82,10 +84,12 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
   const itl = probeMode && spec.sim !== null ? spec.sim['itl_ms'] : null;
   const metrics = computeMetrics(rec, tokens, { expectedItlMs: typeof itl === 'number' ? itl : null });
   const hops = identifyHops(rec.head.headers);
-  const result: ProbeResult = { name: spec.name, baseUrl: spec.base.href.replace(/\/+$/, ''), probeMode, recording: rec, tokens, metrics, hops, checks: [] };
+  const sluiceHop = readSluiceHop(rec);
+  const result: ProbeResult = { name: spec.name, baseUrl: spec.base.href.replace(/\/+$/, ''), probeMode, recording: rec, tokens, metrics, hops, sluiceHop, checks: [] };
   if (!spec.keepErrors) {
-    const buffering = checkBuffering(rec, metrics, hops);
-    result.checks = [buffering, ...checkHeaders(rec, hops, buffering.status !== 'fail'), ...checkSdkCompat(rec, auditFraming(rec.body))];
+    const buffering = checkBuffering(rec, metrics, hops, sluiceHop);
+    const sides = sluiceHop === null ? [] : [checkSides(rec, metrics, sluiceHop, buffering.status === 'fail' || buffering.status === 'warn')];
+    result.checks = [buffering, ...sides, ...checkHeaders(rec, hops, buffering.status !== 'fail'), ...checkSdkCompat(rec, auditFraming(rec.body))];
   }
   return result;
 }
