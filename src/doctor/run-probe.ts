@@ -3,6 +3,7 @@ import { checkHeaders } from './checks/headers.ts';
 import { checkSdkCompat } from './checks/sdk-compat.ts';
 import { endpointUrl, errorMessage, unauthorized } from './discover.ts';
 import { DoctorError } from './doctor-error.ts';
+import type { Transport } from './http-exchange.ts';
 import { identifyHops } from './hops.ts';
 import type { ProbeResult } from './probe-result.ts';
 import { ENDPOINT_PATHS, headerValue, type Endpoint, type StreamRecording } from './recording.ts';
@@ -32,6 +33,7 @@ export interface ProbeSpec {
   deadlineMs: number;
   doneGraceMs: number;
   connectTimeoutMs: number;
+  transport?: Transport | undefined;
   /** Idle probes keep non-2xx answers (a proxy's 504) for the idle check instead of failing. */
   keepErrors: boolean;
 }
@@ -60,6 +62,7 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
       deadlineMs: spec.deadlineMs,
       doneGraceMs: spec.doneGraceMs,
       connectTimeoutMs: spec.connectTimeoutMs,
+      transport: spec.transport,
     });
   let rec = await record(spec.sim);
   let asked = spec.sim !== null;
