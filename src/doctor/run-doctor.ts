@@ -8,6 +8,7 @@ import { fetchSmall } from './fetch-small.ts';
 import type { ProbeResult } from './probe-result.ts';
 import type { Endpoint } from './recording.ts';
 import { runProbe } from './run-probe.ts';
+import { checkEngineTtft, snapshotTtft } from './engine-ttft.ts';
 import type { Transport } from './http-exchange.ts';
 import { HOP_REPORT_REQUEST } from './sluice-hop.ts';
 
@@ -78,11 +79,19 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const probes: ProbeResult[] = [];
   // Sluice tells what it saw from its upstream when asked (a comment at the end of the stream, ignored by SDKs).
   const headers = target.kind === 'sluice' ? [...plainHeaders, HOP_REPORT_REQUEST as [string, string]] : plainHeaders;
+  // vLLM and SGLang: the engine's own TTFT histogram around the first probe splits its time to first token.
+  let ttftBefore = await snapshotTtft(base, baseHeaders(options), target.model, connectTimeoutMs, transport);
   for (const endpoint of endpoints) {
     progress(`streaming ${endpoint} (${target.kind === 'other' ? 'model' : 'asking for probe stamps'}: ${target.model}) …`);
     probes.push(
       await runProbe({ name: endpoint, base, endpoint, model: target.model, headers, extraBody, sim: probeSim, deadlineMs, doneGraceMs, connectTimeoutMs, transport, keepErrors: false }),
     );
+    if (ttftBefore !== null) {
+      const after = await snapshotTtft(base, baseHeaders(options), target.model, connectTimeoutMs, transport);
+      const p = probes[probes.length - 1] as ProbeResult;
+      if (after !== null) p.checks.push(checkEngineTtft(ttftBefore, after, p.metrics.ttftMs, p.name));
+      ttftBefore = null;
+    }
   }
   const checks: Check[] = probes.flatMap((p) => p.checks);
 
