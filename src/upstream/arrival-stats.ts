@@ -135,7 +135,7 @@ export function bufferingVerdict(s: ArrivalSummary): BufferingVerdict {
     return { buffered: true, reason: `${s.eventsPerRead} events per read, reads ${s.gapP50Ms} ms apart (p50), ${bursty}` };
   }
   if (s.gapP50Ms <= NEAR_ZERO_MS && s.gapP99Ms >= FLUSH_GAP_MS && perBurst >= MANY_PER_READ) {
-    return { buffered: true, reason: `reads in quick bursts of ${perBurst.toFixed(1)} events (gap p50 ≤ ${s.gapP50Ms} ms) every ~${s.gapP99Ms} ms (gap p99), ${bursty}` };
+    return { buffered: true, reason: `reads in quick bursts of ${perBurst.toFixed(1)} events (gap p50 <= ${s.gapP50Ms} ms) every ~${s.gapP99Ms} ms (gap p99), ${bursty}` };
   }
   return { buffered: false, reason: null };
 }
