@@ -121,8 +121,8 @@ function ready(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, phase: 
       last_check: u.lastCheck === undefined ? null : new Date(u.lastCheck).toISOString(),
       models: [...u.models],
       ...(u.lastError ? { error: u.lastError } : {}),
-      // How its streams arrive (issue 18): a buffering hop between Sluice and this engine shows here.
-      arrivals: u.arrivals.detail(),
+      // How its streams arrive (issue 18), once it has relayed one: a buffering hop between Sluice and this engine.
+      ...(u.arrivals.streams > 0 ? { arrivals: u.arrivals.detail() } : {}),
     };
   });
   const status = phase !== 'serving' ? 'draining' : ctx.registry.anyHealthy ? 'ready' : 'unavailable';
