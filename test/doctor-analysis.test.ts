@@ -311,7 +311,7 @@ test('exit codes: 0 all pass, 1 warnings only, 2 any failure; skipped checks do 
 function probe(rec: StreamRecording, baseUrl: string): ProbeResult {
   const hops = identifyHops(rec.head.headers);
   const metrics = computeMetrics(rec);
-  return { name: 'chat', baseUrl, probeMode: false, recording: rec, tokens: tokenArrivals(rec), metrics, hops, checks: [checkBuffering(rec, metrics, hops)] };
+  return { name: 'chat', baseUrl, probeMode: false, recording: rec, tokens: tokenArrivals(rec), metrics, hops, sluiceHop: null, checks: [checkBuffering(rec, metrics, hops)] };
 }
 
 test('compare: a failure at the public URL only is put on the hops that only it shows', () => {

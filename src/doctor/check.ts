@@ -6,7 +6,7 @@
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
-export type CheckGroup = 'buffering' | 'headers' | 'sdk' | 'idle' | 'cors' | 'compare';
+export type CheckGroup = 'buffering' | 'hops' | 'headers' | 'sdk' | 'idle' | 'cors' | 'compare';
 
 export interface Check {
   /** Stable id, e.g. "buffering", "headers.cache-control", "sdk.done". */

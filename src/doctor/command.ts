@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../cli/args.ts';
 import { DoctorError } from './doctor-error.ts';
@@ -27,6 +27,9 @@ Options:
                        whether a hop cuts the stream and whether heartbeats arrive
   --body JSON          fields merged into every request body, e.g. '{"max_tokens":200}'
   --timeout SECONDS    give up on a probe after this long (default 120)
+  --h2c                speak cleartext HTTP/2 (prior knowledge) to an http:// URL; https:// URLs use HTTP/2
+                       when the server offers it by ALPN
+  --cacert FILE        also trust the CA certificate(s) in this PEM file for https:// (a private CA)
   --json               print the report as JSON (for CI)
   --html FILE          also write an HTML report with an SVG timeline
   --verbose            show the evidence of passing checks too
@@ -65,6 +68,8 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       idle: { type: 'string' },
       body: { type: 'string' },
       timeout: { type: 'string' },
+      h2c: { type: 'boolean' },
+      cacert: { type: 'string' },
       json: { type: 'boolean' },
       html: { type: 'string' },
       verbose: { type: 'boolean' },
@@ -92,6 +97,14 @@ export async function doctorCommand(argv: string[]): Promise<number> {
   if (values.completions) endpoints.push('completions');
   if (values.responses) endpoints.push('responses');
   const timeout = positiveNumber('--timeout', values.timeout);
+  let ca: Buffer | undefined;
+  if (values.cacert !== undefined) {
+    try {
+      ca = await readFile(values.cacert);
+    } catch (err) {
+      throw new UsageError(`--cacert: cannot read '${values.cacert}': ${(err as Error).message}`);
+    }
+  }
   const json = values.json === true;
   const showProgress = !json && process.stderr.isTTY === true;
 
@@ -107,6 +120,8 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       idleSeconds: positiveNumber('--idle', values.idle),
       body,
       ...(timeout !== null ? { timeoutMs: timeout * 1000 } : {}),
+      ...(values.h2c === true ? { h2c: true } : {}),
+      ...(ca !== undefined ? { ca } : {}),
       ...(showProgress ? { onProgress: (m: string) => process.stderr.write(`\x1b[2m${m}\x1b[0m\n`) } : {}),
     });
     if (values.html !== undefined) await writeFile(values.html, renderHtml(report));

@@ -1,6 +1,7 @@
 import { check, type Check } from './check.ts';
 import { describeHops } from './hops.ts';
 import type { ProbeResult } from './probe-result.ts';
+import { SIDE_NAMES } from './sluice-hop.ts';
 
 /**
  * `--compare`: the same probe against two URLs (say the engine directly and the public URL). What differs between
@@ -77,7 +78,23 @@ export function compareProbes(a: ProbeResult, b: ProbeResult): Comparison {
     const worse = newInA.length > 0 ? 'a' : 'b';
     const first = (worse === 'a' ? newInA : newInB)[0] as Check;
     for (const c of [...newInA, ...newInB]) evidence.push(`fails only at ${c === first || newInA.includes(c) ? 'A' : 'B'}: ${c.id} — ${c.summary}`);
-    result = check({ ...base, status: 'fail', summary: `${first.title.toLowerCase()} breaks in ${between(worse)}: ${first.summary}`, evidence, fix: first.fix, hop: between(worse) });
+    // The worse URL is Sluice and Sluice says its upstream already arrived buffered: of the hops between the two URLs,
+    // the one to blame is behind Sluice, not Sluice (issue 18).
+    const hop = (worse === 'a' ? a : b).sluiceHop;
+    if (hop !== null && hop.buffered && (first.group === 'buffering' || first.group === 'hops')) {
+      const behind = `${SIDE_NAMES['engine-side']} (upstream ${hop.upstream ?? '?'}${hop.server !== null ? `, Server: ${hop.server}` : ''})`;
+      evidence.push(`Sluice's hop report at ${worse === 'a' ? 'A' : 'B'}: the stream arrived at Sluice already buffered (${hop.reason ?? 'bursts'})`);
+      result = check({
+        ...base,
+        status: 'fail',
+        summary: `${first.title.toLowerCase()} breaks ${behind}, among ${between(worse)}: Sluice received the stream already buffered and relayed it as it came; Sluice is not the hop that buffers`,
+        evidence,
+        fix: first.fix,
+        hop: behind,
+      });
+    } else {
+      result = check({ ...base, status: 'fail', summary: `${first.title.toLowerCase()} breaks in ${between(worse)}: ${first.summary}`, evidence, fix: first.fix, hop: between(worse) });
+    }
   } else if (shared.length > 0) {
     const first = shared[0] as Check;
     result = check({

@@ -1,5 +1,6 @@
 import { DoctorError } from './doctor-error.ts';
 import { fetchSmall } from './fetch-small.ts';
+import type { Transport } from './http-exchange.ts';
 import { isSluiceTarget } from './hops.ts';
 import type { ResponseHead } from './recording.ts';
 
@@ -43,9 +44,9 @@ export function endpointUrl(base: URL, path: string): URL {
 }
 
 /** Reads /models and decides the model and target kind. */
-export async function discoverTarget(base: URL, headers: Array<[string, string]>, model: string | null, timeoutMs: number): Promise<Target> {
+export async function discoverTarget(base: URL, headers: Array<[string, string]>, model: string | null, timeoutMs: number, transport?: Transport): Promise<Target> {
   const url = endpointUrl(base, '/models');
-  const res = await fetchSmall({ url, method: 'GET', headers, timeoutMs });
+  const res = await fetchSmall({ url, method: 'GET', headers, timeoutMs, transport });
   const status = res.head.status;
   if (status === 401 || status === 403) throw unauthorized(url, res.head, res.body);
   let models: string[] = [];

@@ -1,4 +1,4 @@
-import { startExchange } from './http-exchange.ts';
+import { startExchange, type Transport } from './http-exchange.ts';
 import type { ResponseHead } from './recording.ts';
 
 /**
@@ -14,6 +14,7 @@ export interface SmallRequest {
   timeoutMs: number;
   /** Largest body kept; the rest is dropped. */
   maxBodyBytes?: number;
+  transport?: Transport | undefined;
 }
 
 export interface SmallResponse {
@@ -28,7 +29,7 @@ export async function fetchSmall(req: SmallRequest): Promise<SmallResponse> {
   let size = 0;
   let head: ResponseHead | null = null;
   const exchange = startExchange(
-    { url: req.url, method: req.method, headers: req.headers, body: req.body ?? null, t0: performance.now(), connectTimeoutMs: req.timeoutMs },
+    { url: req.url, method: req.method, headers: req.headers, body: req.body ?? null, t0: performance.now(), connectTimeoutMs: req.timeoutMs, transport: req.transport },
     {
       onHead(h) {
         head = h;

@@ -48,6 +48,9 @@ const SERVERS: Known[] = [
   { kind: 'haproxy', test: /^haproxy/i, idleLimitS: 50 },
 ];
 
+/** Sluice's entry in `Via` (RFC 9110 §7.6.3): `1.1 sluice`. */
+const SLUICE_VIA = /^(HTTP\/)?[\d.]+\s+sluice\b/i;
+
 /** Hops revealed by response headers, outermost first as far as the headers tell. */
 export function identifyHops(headers: ReadonlyArray<readonly [string, string]>): Hop[] {
   const hops: Hop[] = [];
@@ -58,8 +61,10 @@ export function identifyHops(headers: ReadonlyArray<readonly [string, string]>):
   if (cfId !== null) hops.push({ kind: 'cloudfront', label: 'Amazon CloudFront', evidence: `X-Amz-Cf-Id: ${cfId}`, idleLimitS: 30 });
   for (const via of headerValues(headers, 'via')) {
     for (const entry of via.split(',').map((s) => s.trim()).filter(Boolean)) {
-      const kind: HopKind = /cloudfront/i.test(entry) ? 'cloudfront' : /varnish/i.test(entry) ? 'varnish' : /caddy/i.test(entry) ? 'caddy' : 'other';
+      const kind: HopKind = /cloudfront/i.test(entry) ? 'cloudfront' : /varnish/i.test(entry) ? 'varnish' : /caddy/i.test(entry) ? 'caddy' : SLUICE_VIA.test(entry) ? 'sluice' : 'other';
       if (kind === 'cloudfront' && hops.some((h) => h.kind === 'cloudfront')) continue;
+      // Sluice's own `Via: 1.1 sluice`: named once, from x-sluice-gateway when a hop in between kept that too.
+      if (kind === 'sluice' && headerValue(headers, 'x-sluice-gateway') !== null) continue;
       hops.push({ kind, label: entry, evidence: `Via: ${entry}`, idleLimitS: kind === 'cloudfront' ? 30 : null });
     }
   }

@@ -1,11 +1,12 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import { createDechunker, type Dechunker } from './dechunk.ts';
 import { DoctorError } from './doctor-error.ts';
+import { startH2Exchange } from './h2-exchange.ts';
 import type { ResponseHead } from './recording.ts';
 
 /**
- * One HTTP/1.1 request over its own connection, reporting every socket read as it arrives. The doctor does not use
+ * One request over its own connection (HTTP/1.1, or HTTP/2 by ALPN or `--h2c`: src/doctor/h2-exchange.ts), reporting every socket read as it arrives. The doctor does not use
  * node:http or fetch here because both hide what it measures: node:http emits one 'data' per chunk of the chunked
  * coding (so ten events that arrived in one TCP read look like ten reads), and fetch hides the raw head.
  */
@@ -19,6 +20,7 @@ export interface ExchangeRequest {
   /** performance.now() of the probe's time 0; all reported times are relative to it. */
   t0: number;
   connectTimeoutMs: number;
+  transport?: Transport | undefined;
 }
 
 export interface ExchangeHooks {
@@ -44,13 +46,69 @@ export interface Exchange {
 
 const MAX_HEAD_BYTES = 64 * 1024;
 
-/** Starts the request. */
+/** How to reach the target beyond its URL: cleartext HTTP/2 with prior knowledge, an extra CA to trust over TLS. */
+export interface Transport {
+  /** `http://` URLs: speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1. */
+  h2c?: boolean | undefined;
+  /** PEM certificates trusted for `https://` besides the system's (a private CA, a self-signed test gateway). */
+  ca?: Buffer | undefined;
+}
+
+/**
+ * Starts the request. `https://` offers ALPN `h2` and `http/1.1` and speaks what the server picks, as browsers and
+ * the SDKs' HTTP stacks do; `http://` speaks HTTP/1.1, or HTTP/2 with prior knowledge when `transport.h2c` is set.
+ */
 export function startExchange(req: ExchangeRequest, hooks: ExchangeHooks = {}): Exchange {
+  const { url } = req;
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  if (url.protocol !== 'https:') {
+    const socket = netConnect({ host, port: url.port === '' ? 80 : Number(url.port) });
+    return req.transport?.h2c === true ? startH2Exchange(req, hooks, socket, false) : startH1Exchange(req, hooks, socket, false);
+  }
+  const socket = tlsConnect({
+    host,
+    port: url.port === '' ? 443 : Number(url.port),
+    ALPNProtocols: ['h2', 'http/1.1'],
+    ...(isIp(host) ? {} : { servername: host }),
+    ...(req.transport?.ca !== undefined ? { ca: [...rootCertificates, req.transport.ca.toString('utf8')] } : {}),
+  });
+  let inner: Exchange | null = null;
+  let rejectEarly: ((err: DoctorError) => void) | null = null;
+  const timer = setTimeout(() => early(new DoctorError('SLUICE_DOCTOR_UNREACHABLE', `${url.host}: no connection after ${req.connectTimeoutMs} ms`)), req.connectTimeoutMs);
+  function early(err: DoctorError): void {
+    if (inner !== null) return;
+    clearTimeout(timer);
+    socket.destroy();
+    rejectEarly?.(err);
+    rejectEarly = null;
+  }
+  const done = new Promise<ExchangeEnd>((resolve, reject) => {
+    rejectEarly = reject;
+    socket.once('secureConnect', () => {
+      if (rejectEarly === null) return;
+      clearTimeout(timer);
+      rejectEarly = null;
+      inner = socket.alpnProtocol === 'h2' ? startH2Exchange(req, hooks, socket, true) : startH1Exchange(req, hooks, socket, true);
+      inner.done.then(resolve, reject);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? 'ERROR';
+      early(new DoctorError('SLUICE_DOCTOR_UNREACHABLE', `cannot reach ${url.host}: ${code === 'ECONNREFUSED' ? 'connection refused' : err.message} (${code})`, { cause: err }));
+    });
+  });
+  return {
+    done,
+    abort(detail: string) {
+      if (inner !== null) inner.abort(detail);
+      else early(new DoctorError('SLUICE_DOCTOR_TIMEOUT', `${url.host}: ${detail}`));
+    },
+  };
+}
+
+/** HTTP/1.1 on `socket`, connected already (TLS that chose `http/1.1`) or connecting. */
+function startH1Exchange(req: ExchangeRequest, hooks: ExchangeHooks, socket: Socket, connected: boolean): Exchange {
   const now = (): number => performance.now() - req.t0;
   const { url } = req;
-  const secure = url.protocol === 'https:';
-  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port);
 
   let settle: { resolve(end: ExchangeEnd): void; reject(err: DoctorError): void } | null = null;
   const done = new Promise<ExchangeEnd>((resolve, reject) => {
@@ -65,14 +123,13 @@ export function startExchange(req: ExchangeRequest, hooks: ExchangeHooks = {}): 
   let lengthLeft = -1; // Content-Length body: bytes still expected; -1 when not length-delimited
   let closeDelimited = false;
 
-  const socket: Socket = secure
-    ? tlsConnect({ host, port, ALPNProtocols: ['http/1.1'], ...(isIp(host) ? {} : { servername: host }) })
-    : netConnect({ host, port });
   socket.setNoDelay(true);
 
-  const connectTimer = setTimeout(() => {
-    fail(new DoctorError('SLUICE_DOCTOR_UNREACHABLE', `${url.host}: no connection after ${req.connectTimeoutMs} ms`));
-  }, req.connectTimeoutMs);
+  const connectTimer = connected
+    ? undefined
+    : setTimeout(() => {
+        fail(new DoctorError('SLUICE_DOCTOR_UNREACHABLE', `${url.host}: no connection after ${req.connectTimeoutMs} ms`));
+      }, req.connectTimeoutMs);
 
   function finish(reason: ExchangeEnd['reason'], detail: string | null): void {
     if (finished) return;
@@ -90,7 +147,7 @@ export function startExchange(req: ExchangeRequest, hooks: ExchangeHooks = {}): 
     settle?.reject(err);
   }
 
-  socket.once(secure ? 'secureConnect' : 'connect', () => {
+  const send = (): void => {
     clearTimeout(connectTimer);
     hooks.onConnect?.(now());
     const body = req.body === null ? null : Buffer.from(req.body, 'utf8');
@@ -99,7 +156,9 @@ export function startExchange(req: ExchangeRequest, hooks: ExchangeHooks = {}): 
     if (body !== null) text += `Content-Length: ${body.length}\r\n`;
     text += '\r\n';
     socket.write(body === null ? text : Buffer.concat([Buffer.from(text, 'latin1'), body]));
-  });
+  };
+  if (connected) send();
+  else socket.once('connect', send);
 
   socket.on('data', (chunk: Buffer) => {
     const at = now();

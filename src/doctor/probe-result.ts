@@ -3,6 +3,7 @@ import type { Hop } from './hops.ts';
 import type { StreamRecording } from './recording.ts';
 import type { StreamMetrics } from './stream-metrics.ts';
 import type { TokenArrival } from './token-arrivals.ts';
+import type { SluiceHop } from './sluice-hop.ts';
 
 /** Everything the doctor learned from one streamed request. */
 export interface ProbeResult {
@@ -16,5 +17,7 @@ export interface ProbeResult {
   tokens: TokenArrival[];
   metrics: StreamMetrics;
   hops: Hop[];
+  /** Sluice's hop report (how its upstream's stream arrived at it), when the target is Sluice and sent one. */
+  sluiceHop: SluiceHop | null;
   checks: Check[];
 }

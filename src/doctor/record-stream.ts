@@ -2,7 +2,8 @@ import type { Transform } from 'node:stream';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { constants as zc, createBrotliDecompress, createUnzip } from 'node:zlib';
 import { createParser, type SseParser } from '../sse/parser.ts';
-import { startExchange } from './http-exchange.ts';
+import { startExchange, type Transport } from './http-exchange.ts';
+import { HOP_REPORT_PREFIX } from './sluice-hop.ts';
 import { headerValue, type Endpoint, type EventRecord, type ReadRecord, type ResponseHead, type StreamRecording } from './recording.ts';
 
 /**
@@ -22,6 +23,7 @@ export interface RecordStreamOptions {
   /** After the stream's terminator, how long to wait for the response to end before calling it left open. */
   doneGraceMs: number;
   connectTimeoutMs: number;
+  transport?: Transport | undefined;
   /** Decoded body bytes kept for analysis. */
   maxBodyBytes?: number;
 }
@@ -68,7 +70,7 @@ export async function recordStream(options: RecordStreamOptions): Promise<Stream
     },
     onComment(text) {
       const at = reads[currentRead]?.at ?? 0;
-      events.push({ at, read: currentRead, kind: 'comment', data: text, event: null, id: null });
+      events.push({ at, read: currentRead, kind: text.startsWith(HOP_REPORT_PREFIX) ? 'report' : 'comment', data: text, event: null, id: null });
     },
   });
 
@@ -90,7 +92,7 @@ export async function recordStream(options: RecordStreamOptions): Promise<Stream
   }
 
   const exchange = startExchange(
-    { url: options.url, method: 'POST', headers: options.headers, body: JSON.stringify(options.body), t0, connectTimeoutMs: options.connectTimeoutMs },
+    { url: options.url, method: 'POST', headers: options.headers, body: JSON.stringify(options.body), t0, connectTimeoutMs: options.connectTimeoutMs, transport: options.transport },
     {
       onConnect(at) {
         connectedAt = at;

@@ -38,7 +38,8 @@ export interface EventRecord {
   at: number;
   /** Index in `reads` of the read that completed this event. */
   read: number;
-  kind: 'data' | 'comment';
+  /** `report`: Sluice's hop report comment (`: sluice-hop {…}`), kept apart from heartbeats. */
+  kind: 'data' | 'comment' | 'report';
   /** Data lines joined with "\n", or the comment text. */
   data: string;
   event: string | null;

@@ -26,6 +26,12 @@ export function renderText(report: DoctorReport, options: TextOptions): string {
   const section = (p: ProbeResult, checks: readonly Check[], title: string): void => {
     lines.push('', paint('bold', title));
     lines.push(`  hops: ${describeHops(p.hops)}`);
+    const h = p.sluiceHop;
+    if (h !== null) {
+      lines.push(
+        `  behind Sluice (its hop report): upstream ${h.upstream ?? '?'}${h.server !== null ? ` (Server: ${h.server})` : ''} · first event at ${ms(h.firstEventMs)} · ${h.eventsPerRead?.toFixed(2) ?? '—'} events per read · gaps p50 ${ms(h.gapP50Ms)} / p99 ${ms(h.gapP99Ms)}${h.buffered ? ` · ${paint('fail', 'buffered')}` : ''}`,
+      );
+    }
     lines.push(`  ${metricsLine(p)}`);
     if (p.metrics.probe) {
       const d = p.metrics.probe.delay;
@@ -83,7 +89,8 @@ function metricsLine(p: ProbeResult): string {
   return parts.join(' · ');
 }
 
-function ms(v: number): string {
+function ms(v: number | null): string {
+  if (v === null) return '—';
   if (v >= 10_000) return `${(v / 1000).toFixed(1)} s`;
   return v < 10 ? `${v.toFixed(1)} ms` : `${Math.round(v)} ms`;
 }

@@ -1,4 +1,5 @@
 import type { ProbeResult } from './probe-result.ts';
+import type { SluiceHop } from './sluice-hop.ts';
 import type { DoctorReport } from './run-doctor.ts';
 
 /**
@@ -11,6 +12,8 @@ export interface JsonProbe {
   url: string;
   endpoint: string;
   probeMode: boolean;
+  /** Sluice's hop report (what it saw from its upstream), when the target is Sluice. */
+  sluiceHop: SluiceHop | null;
   status: number;
   httpVersion: string;
   headers: Array<[string, string]>;
@@ -41,6 +44,7 @@ export function probeToJson(p: ProbeResult): JsonProbe {
     url: rec.url,
     endpoint: rec.endpoint,
     probeMode: p.probeMode,
+    sluiceHop: p.sluiceHop,
     status: rec.head.status,
     httpVersion: rec.head.httpVersion,
     headers: rec.head.headers,

@@ -8,6 +8,9 @@ import { fetchSmall } from './fetch-small.ts';
 import type { ProbeResult } from './probe-result.ts';
 import type { Endpoint } from './recording.ts';
 import { runProbe } from './run-probe.ts';
+import { checkEngineTtft, snapshotTtft } from './engine-ttft.ts';
+import type { Transport } from './http-exchange.ts';
+import { HOP_REPORT_REQUEST } from './sluice-hop.ts';
 
 /**
  * `sluice doctor`: discovers the target, streams one request per endpoint asked for, optionally an idle request, a
@@ -33,6 +36,10 @@ export interface DoctorOptions {
   /** How long a response may stay open after its terminator (default 2000). */
   doneGraceMs?: number;
   connectTimeoutMs?: number;
+  /** `http://` URLs over cleartext HTTP/2 with prior knowledge (`--h2c`). */
+  h2c?: boolean;
+  /** Extra CA certificates (PEM) to trust for `https://` (`--cacert`). */
+  ca?: Buffer;
   /** Progress lines ("streaming /chat/completions…"). */
   onProgress?: (message: string) => void;
 }
@@ -61,19 +68,30 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const deadlineMs = options.timeoutMs ?? 120_000;
   const doneGraceMs = options.doneGraceMs ?? 2000;
   const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  const transport: Transport = { h2c: options.h2c === true, ca: options.ca };
   const extraBody = options.body ?? {};
-  const headers = requestHeaders(options);
+  const plainHeaders = requestHeaders(options);
   const endpoints = options.endpoints && options.endpoints.length > 0 ? options.endpoints : (['chat'] as Endpoint[]);
 
   progress(`discovering ${base.href} …`);
-  const target = await discoverTarget(base, baseHeaders(options), options.model ?? null, connectTimeoutMs);
+  const target = await discoverTarget(base, baseHeaders(options), options.model ?? null, connectTimeoutMs, transport);
   const probeSim = target.kind === 'other' ? null : { ...PROBE_SIM };
   const probes: ProbeResult[] = [];
+  // Sluice tells what it saw from its upstream when asked (a comment at the end of the stream, ignored by SDKs).
+  const headers = target.kind === 'sluice' ? [...plainHeaders, HOP_REPORT_REQUEST as [string, string]] : plainHeaders;
+  // vLLM and SGLang: the engine's own TTFT histogram around the first probe splits its time to first token.
+  let ttftBefore = await snapshotTtft(base, baseHeaders(options), target.model, connectTimeoutMs, transport);
   for (const endpoint of endpoints) {
     progress(`streaming ${endpoint} (${target.kind === 'other' ? 'model' : 'asking for probe stamps'}: ${target.model}) …`);
     probes.push(
-      await runProbe({ name: endpoint, base, endpoint, model: target.model, headers, extraBody, sim: probeSim, deadlineMs, doneGraceMs, connectTimeoutMs, keepErrors: false }),
+      await runProbe({ name: endpoint, base, endpoint, model: target.model, headers, extraBody, sim: probeSim, deadlineMs, doneGraceMs, connectTimeoutMs, transport, keepErrors: false }),
     );
+    if (ttftBefore !== null) {
+      const after = await snapshotTtft(base, baseHeaders(options), target.model, connectTimeoutMs, transport);
+      const p = probes[probes.length - 1] as ProbeResult;
+      if (after !== null) p.checks.push(checkEngineTtft(ttftBefore, after, p.metrics.ttftMs, p.name));
+      ttftBefore = null;
+    }
   }
   const checks: Check[] = probes.flatMap((p) => p.checks);
 
@@ -105,6 +123,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
         deadlineMs: silenceMs + 60_000,
         doneGraceMs,
         connectTimeoutMs,
+        transport,
         keepErrors: true,
       });
       const c = checkIdle(idle.recording, silenceMs, idle.hops);
@@ -115,7 +134,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
 
   if (options.origin) {
     progress(`CORS preflight as ${options.origin} …`);
-    const names = headers.map(([k]) => k).filter((k) => !['user-agent', 'accept-encoding', 'origin', 'accept', 'content-length'].includes(k.toLowerCase()));
+    const names = plainHeaders.map(([k]) => k).filter((k) => !['user-agent', 'accept-encoding', 'origin', 'accept', 'content-length'].includes(k.toLowerCase()));
     let preflight: PreflightResult | string;
     try {
       const res = await fetchSmall({
@@ -128,6 +147,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
           ['Access-Control-Request-Headers', names.map((n) => n.toLowerCase()).sort().join(',')],
         ],
         timeoutMs: connectTimeoutMs,
+        transport,
       });
       preflight = { status: res.head.status, headers: res.head.headers };
     } catch (err) {
@@ -144,19 +164,22 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     progress(`comparing with ${otherBase.href} …`);
     const a = probes[0] as ProbeResult;
     try {
-      const other = await discoverTarget(otherBase, baseHeaders(options), null, connectTimeoutMs);
+      // `--h2c` is for the URL under test; the comparison URL (often the engine, HTTP/1.1) gets what its scheme says.
+      const otherTransport: Transport = { ca: options.ca };
+      const other = await discoverTarget(otherBase, baseHeaders(options), null, connectTimeoutMs, otherTransport);
       const model = options.model ?? (other.models.includes(target.model) ? target.model : other.model);
       const b = await runProbe({
         name: `compare:${a.recording.endpoint}`,
         base: otherBase,
         endpoint: a.recording.endpoint,
         model,
-        headers,
+        headers: other.kind === 'sluice' ? [...plainHeaders, HOP_REPORT_REQUEST as [string, string]] : plainHeaders,
         extraBody,
         sim: other.kind === 'other' ? null : { ...PROBE_SIM },
         deadlineMs,
         doneGraceMs,
         connectTimeoutMs,
+        transport: otherTransport,
         keepErrors: false,
       });
       const comparison = compareProbes(a, b);

@@ -3,6 +3,7 @@ import { checkHeaders } from './checks/headers.ts';
 import { checkSdkCompat } from './checks/sdk-compat.ts';
 import { endpointUrl, errorMessage, unauthorized } from './discover.ts';
 import { DoctorError } from './doctor-error.ts';
+import type { Transport } from './http-exchange.ts';
 import { identifyHops } from './hops.ts';
 import type { ProbeResult } from './probe-result.ts';
 import { ENDPOINT_PATHS, headerValue, type Endpoint, type StreamRecording } from './recording.ts';
@@ -10,6 +11,8 @@ import { recordStream } from './record-stream.ts';
 import { auditFraming } from './sse-framing.ts';
 import { computeMetrics } from './stream-metrics.ts';
 import { tokenArrivals } from './token-arrivals.ts';
+import { readSluiceHop } from './sluice-hop.ts';
+import { checkSides } from './checks/sides.ts';
 
 /** One streamed request against one endpoint, recorded and judged. */
 
@@ -30,6 +33,7 @@ export interface ProbeSpec {
   deadlineMs: number;
   doneGraceMs: number;
   connectTimeoutMs: number;
+  transport?: Transport | undefined;
   /** Idle probes keep non-2xx answers (a proxy's 504) for the idle check instead of failing. */
   keepErrors: boolean;
 }
@@ -58,6 +62,7 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
       deadlineMs: spec.deadlineMs,
       doneGraceMs: spec.doneGraceMs,
       connectTimeoutMs: spec.connectTimeoutMs,
+      transport: spec.transport,
     });
   let rec = await record(spec.sim);
   let asked = spec.sim !== null;
@@ -82,10 +87,12 @@ export async function runProbe(spec: ProbeSpec): Promise<ProbeResult> {
   const itl = probeMode && spec.sim !== null ? spec.sim['itl_ms'] : null;
   const metrics = computeMetrics(rec, tokens, { expectedItlMs: typeof itl === 'number' ? itl : null });
   const hops = identifyHops(rec.head.headers);
-  const result: ProbeResult = { name: spec.name, baseUrl: spec.base.href.replace(/\/+$/, ''), probeMode, recording: rec, tokens, metrics, hops, checks: [] };
+  const sluiceHop = readSluiceHop(rec);
+  const result: ProbeResult = { name: spec.name, baseUrl: spec.base.href.replace(/\/+$/, ''), probeMode, recording: rec, tokens, metrics, hops, sluiceHop, checks: [] };
   if (!spec.keepErrors) {
-    const buffering = checkBuffering(rec, metrics, hops);
-    result.checks = [buffering, ...checkHeaders(rec, hops, buffering.status !== 'fail'), ...checkSdkCompat(rec, auditFraming(rec.body))];
+    const buffering = checkBuffering(rec, metrics, hops, sluiceHop);
+    const sides = sluiceHop === null ? [] : [checkSides(rec, metrics, sluiceHop, buffering.status === 'fail' || buffering.status === 'warn')];
+    result.checks = [buffering, ...sides, ...checkHeaders(rec, hops, buffering.status !== 'fail'), ...checkSdkCompat(rec, auditFraming(rec.body))];
   }
   return result;
 }

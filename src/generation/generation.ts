@@ -17,6 +17,8 @@ import { textValue } from '../logger.ts';
 import type { Principal } from '../auth/key-ring.ts';
 import type { Reservation } from '../limits/limiter.ts';
 import { estimateTokens } from '../limits/estimate.ts';
+import { ArrivalTrace, headerText } from '../upstream/arrival-stats.ts';
+import { HopReportWriter, hopReport } from './hop-report.ts';
 
 const UPSTREAM_PATHS: Record<RequestKind, string> = {
   chat: '/chat/completions',
@@ -91,6 +93,10 @@ export class Generation {
   #promptEstimate = 0;
   /** The key's `x-ratelimit-*` headers, set at admission; every response of the request carries them. */
   rateHeaders: Readonly<Record<string, string>> = NO_HEADERS;
+  /** The client asked for the hop report (`X-Sluice-Hop-Report: 1`, src/generation/hop-report.ts). */
+  hopReport = false;
+  /** How the attached upstream's reads arrived: folded into its `arrivals` at the end. */
+  #trace: ArrivalTrace | undefined;
 
   /** `onEnd` runs once when the generation is over, whatever its outcome (after its log line). */
   constructor(ctx: GatewayContext, origin: GenerationOrigin, onEnd?: () => void) {
@@ -126,7 +132,8 @@ export class Generation {
    * Runs a streamed generation into `writer`: admission, then the relay (heartbeats and timeouts from here on) and
    * the upstream request with failover. Every outcome, a refusal included, is written to `writer`.
    */
-  async stream(parsed: ParsedRequest, writer: StreamWriter): Promise<void> {
+  async stream(parsed: ParsedRequest, clientWriter: StreamWriter): Promise<void> {
+    let writer = clientWriter;
     let routed: Routed;
     try {
       routed = await this.#admit(parsed, true);
@@ -147,6 +154,13 @@ export class Generation {
     const ctx = this.#ctx;
     const t = ctx.config.timeouts;
     let forwarded: Forwarded | undefined;
+    if (this.hopReport && writer.comment !== undefined) {
+      const w = writer as StreamWriter & { comment(text: string): void };
+      writer = new HopReportWriter(w, () => {
+        const trace = this.#trace;
+        return JSON.stringify(trace === undefined || forwarded === undefined ? { v: 1, upstream: null } : hopReport(trace, this.#startedPerf, forwarded.upstream.name));
+      });
+    }
     const relay = new StreamRelay({
       protocol:
         this.#kind === 'responses'
@@ -159,6 +173,7 @@ export class Generation {
       maxEventBytes: ctx.config.limits.max_event_bytes,
       onFinish: (r) => {
         forwarded?.release();
+        if (forwarded !== undefined && this.#trace !== undefined) this.#foldArrivals(forwarded.upstream, this.#trace);
         ctx.metrics?.streamEnded(this.#model);
         this.#finishStream(r, writer.opened);
       },
@@ -176,11 +191,17 @@ export class Generation {
     const upstream = forwarded.upstream;
     this.log.upstream = upstream.name;
     if (relay.finished) forwarded.release();
+    const trace = new ArrivalTrace(this.#dispatchPerf ?? performance.now());
+    trace.headersAt = performance.now();
+    trace.server = headerText(forwarded.response.headers['server']);
+    trace.via = headerText(forwarded.response.headers['via']);
+    this.#trace = trace;
     const kind = this.#kind;
     try {
       // The engine's dialect is normalized on the way through (none for vLLM: its stream is OpenAI's already).
       await attachStreamAnswer(relay, forwarded, () => ({
         upstream,
+        trace,
         continuousUsage: routed.continuousUsage(upstream),
         responsesNormalizer: kind === 'responses' ? createResponsesNormalizer(upstream.activeDialect, parsed.model) : undefined,
         normalizer:
@@ -190,6 +211,22 @@ export class Generation {
       }));
     } catch (err) {
       relay.fail(toSluiceError(err));
+    }
+  }
+
+  /**
+   * Folds a finished stream's arrivals into its upstream's (the buffering signature: metric, `/ready`) and logs a
+   * buffering hop behind Sluice, at most once per upstream per 5 minutes.
+   */
+  #foldArrivals(upstream: Upstream, trace: ArrivalTrace): void {
+    if (trace.firstReadAt < 0) return;
+    const v = upstream.arrivals.add(trace);
+    if (v.warn) {
+      const server = trace.server === null ? '' : ` (its Server header: ${textValue(trace.server)})`;
+      this.#ctx.logger?.event(
+        `upstream ${upstream.name} streams in bursts: ${v.reason}${server}. A hop between Sluice and the engine buffers the stream (nginx proxy_buffering, a proxy that flushes on a timer); clients see the same bursts. Fix that hop (docs/proxies/), or point Sluice at the engine directly`,
+        'warn',
+      );
     }
   }
 
@@ -325,7 +362,7 @@ export class Generation {
       replicas,
       body: (u) => (continuousUsage(u) ? (continuous ??= upstreamBody(parsed, id, true)) : (plain ??= upstreamBody(parsed, id))),
       continuousUsage,
-      headers: { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': this.log.id },
+      headers: { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': this.log.id, via: '1.1 sluice' },
     };
   }
 

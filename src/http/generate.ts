@@ -15,6 +15,7 @@ import { startResumable } from './resume.ts';
 import { startBackground } from './responses-background.ts';
 import { isBackground } from '../resume/background.ts';
 import type { ResumableStream } from '../resume/resumable.ts';
+import { HOP_REPORT_HEADER, wantsHopReport } from '../generation/hop-report.ts';
 
 /**
  * POST /v1/chat/completions, /v1/completions, /v1/responses and /v1/embeddings over HTTP/1.1 or HTTP/2: the HTTP
@@ -42,6 +43,7 @@ export async function handleGenerate(ctx: GatewayContext, req: HttpRequest, res:
     sendJsonError(res, gen.reject(err));
     return;
   }
+  gen.hopReport = wantsHopReport(req.headers[HOP_REPORT_HEADER]);
   if (isBackground(parsed) && ctx.resume !== undefined) {
     // A background response (docs/resume.md): resumable, and it runs to its end whoever reads it.
     let started;

@@ -20,6 +20,9 @@ const GENERATE_ROUTES: Record<string, RequestKind> = {
   '/v1/embeddings': 'embeddings',
 };
 
+/** Sluice's entry in `Via` (RFC 9110 §7.6.3), on every response and every upstream request. */
+export const VIA = '1.1 sluice';
+
 const REQUEST_ID = /^[\w.:\-]{1,128}$/;
 
 /** HTTP/1.1 server options, shared by every listener that speaks HTTP/1.1 (see src/http/listener.ts). */
@@ -46,6 +49,9 @@ async function route(ctx: GatewayContext, cors: Cors, consoleRoutes: ConsoleRout
   const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId();
   res.setHeader('x-request-id', id);
   res.setHeader('x-sluice-gateway', ctx.version);
+  // RFC 9110 §7.6.3: an intermediary names itself (its received protocol is the upstream's HTTP/1.1), so that a
+  // client, and `sluice doctor`, can tell Sluice's hop from those before and behind it.
+  res.setHeader('via', VIA);
   cors.apply(req, res);
   const phase = ctx.lifecycle.phase;
   // Shutting down: each HTTP/1.1 connection closes after its response, so a client (or a load balancer's kept-alive
@@ -125,6 +131,8 @@ function ready(ctx: GatewayContext, req: HttpRequest, res: HttpResponse, phase: 
       last_check: u.lastCheck === undefined ? null : new Date(u.lastCheck).toISOString(),
       models: [...u.models],
       ...(u.lastError ? { error: u.lastError } : {}),
+      // How its streams arrive (issue 18), once it has relayed one: a buffering hop between Sluice and this engine.
+      ...(u.arrivals.streams > 0 ? { arrivals: u.arrivals.detail() } : {}),
     };
   });
   const status = phase !== 'serving' ? 'draining' : ctx.registry.anyHealthy ? 'ready' : 'unavailable';

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
-import { DONE_FRAME, HEARTBEAT_FRAME, dataFrame, namedFrame } from '../sse/encode.ts';
+import { DONE_FRAME, HEARTBEAT_FRAME, commentFrame, dataFrame, namedFrame } from '../sse/encode.ts';
 import type { SluiceError } from '../errors.ts';
 import type { StreamWriter } from '../relay/writer.ts';
 import { sendJsonError } from './send-error.ts';
@@ -64,6 +64,11 @@ export abstract class SseWriter<Res extends ServerResponse | Http2ServerResponse
 
   heartbeat(): void {
     this.queue += HEARTBEAT_FRAME;
+  }
+
+  /** A comment frame; `text` must be one line (the caller's JSON has no raw line breaks). */
+  comment(text: string): void {
+    this.queue += commentFrame(text.replace(/[\r\n]/g, ' '));
   }
 
   done(): void {

@@ -113,6 +113,39 @@ export class GatewayMetrics {
         for (const u of upstreams) this.set({ upstream: u.name }, u.inFlight);
       },
     });
+    // How each upstream's streams arrive at Sluice (src/upstream/arrival-stats.ts): read from its sketch at scrape
+    // time, so the relay's per-read path never touches prom-client.
+    new Gauge({
+      name: 'sluice_upstream_buffering',
+      help: '1 when the upstream\'s latest stream arrived in bursts (many events per read, long gaps between reads): a buffering hop between Sluice and the engine.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const u of upstreams) this.set({ upstream: u.name }, u.arrivals.buffering ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'sluice_upstream_buffered_streams_total',
+      help: 'Streams from the upstream that arrived with the buffering signature.',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of upstreams) this.inc({ upstream: u.name }, u.arrivals.bufferedStreams);
+      },
+    });
+    new Gauge({
+      name: 'sluice_upstream_events_per_read',
+      help: 'Mean SSE events per upstream read over every stream from the upstream (about 1 for an engine streaming token by token).',
+      labelNames: ['upstream'],
+      registers,
+      collect() {
+        for (const u of upstreams) {
+          const d = u.arrivals.mean();
+          if (d !== null) this.set({ upstream: u.name }, d);
+        }
+      },
+    });
     this.#failovers = new Counter({ name: 'sluice_failovers_total', help: 'Requests moved to another replica before their first byte, by reason.', labelNames: ['reason'], registers });
     this.#heartbeats = new Counter({ name: 'sluice_heartbeats_total', help: 'SSE heartbeats (`: keep-alive`) written.', registers });
     this.#overhead = new Histogram({

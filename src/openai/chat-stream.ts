@@ -56,8 +56,14 @@ export class ChatStream implements StreamProtocol {
   }
 
   passRaw(read: Buffer): Buffer | null {
-    return passThroughRead(read, this.#continuous ? this.#cut : undefined, this.#tally);
+    const t = this.#tally;
+    const before = t.events;
+    const out = passThroughRead(read, this.#continuous ? this.#cut : undefined, t);
+    this.rawEvents = t.events - before;
+    return out;
   }
+
+  rawEvents = 0;
 
   get usage(): TokenUsage | undefined {
     const t = this.#tally;

@@ -33,6 +33,8 @@ export class ResponsesStream implements StreamProtocol {
     return null;
   }
 
+  readonly rawEvents = 0;
+
   get usage(): TokenUsage | undefined {
     return this.#reported ?? (this.#deltas > 0 ? { promptTokens: 0, completionTokens: this.#deltas, totalTokens: this.#deltas } : undefined);
   }

@@ -2,6 +2,7 @@ import type { SluiceError } from '../errors.ts';
 import type { TokenUsage } from '../openai/usage.ts';
 import type { UpstreamIdentity } from '../openai/upstream-error.ts';
 import type { SseEvent } from '../sse/parser.ts';
+import type { ArrivalTrace } from '../upstream/arrival-stats.ts';
 import type { ChunkNormalizer, ResponsesNormalizer } from './normalizer.ts';
 import type { StreamWriter } from './writer.ts';
 
@@ -22,6 +23,8 @@ export interface UpstreamStream {
   upstream?: UpstreamIdentity | undefined;
   /** It was asked for usage on every chunk (vLLM's and SGLang's `continuous_usage_stats`). */
   continuousUsage?: boolean | undefined;
+  /** Where the relay counts how this upstream's reads arrive (events per read, gaps): src/upstream/arrival-stats.ts. */
+  trace?: ArrivalTrace | undefined;
 }
 
 /** How the tokens of a stream were metered: reported by the engine, or counted from the chunks relayed. */
@@ -45,6 +48,8 @@ export interface StreamProtocol {
    * into events.
    */
   passRaw(read: Buffer): Buffer | null;
+  /** Events in the last read `passRaw` accepted (for the upstream's arrival statistics). */
+  readonly rawEvents: number;
   /** One parsed upstream event: writes what the client gets for it and says what it meant. */
   onEvent(ev: SseEvent, writer: StreamWriter): EventVerdict;
   /** The upstream body ended: `'end'` when the answer is complete (its end written), else the truncation error. */

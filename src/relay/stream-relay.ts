@@ -6,6 +6,7 @@ import type { Ticker, Tickable } from './ticker.ts';
 import type { StreamWriter } from './writer.ts';
 import type { EventVerdict, StreamProtocol, TokenSource, UpstreamStream } from './protocol.ts';
 import type { UpstreamSource } from './upstream-source.ts';
+import type { ArrivalTrace } from '../upstream/arrival-stats.ts';
 
 export type Outcome =
   | 'completed'
@@ -80,6 +81,8 @@ export class StreamRelay implements Tickable {
   #body: UpstreamSource | undefined;
   /** Reads may be offered to the protocol's byte pass-through (decided per attached upstream). */
   #rawOk = false;
+  /** The attached upstream's arrival statistics (events per read, gaps), when the generation keeps them. */
+  #trace: ArrivalTrace | undefined;
   #lastWriteAt: number;
   #lastReadAt = 0;
   #firstEventPerf: number | undefined;
@@ -115,6 +118,7 @@ export class StreamRelay implements Tickable {
     if (this.#body !== undefined && this.#body !== body) this.#body.destroy();
     this.#parser?.reset(); // an unfinished event of the previous upstream is not continued by this one
     this.#body = body;
+    this.#trace = source.trace;
     this.#rawOk = this.#protocol.attach(source) && this.#o.writer.writeRaw !== undefined;
     if (this.#phase === 'connecting') this.#phase = 'waiting';
     this.#o.writer.open();
@@ -179,13 +183,16 @@ export class StreamRelay implements Tickable {
     if (this.#phase === 'ended') return;
     this.#lastReadAt = this.#o.ticker.now;
     // The precise clock once per read (not per event) for time per output token; the coarse one above for timeouts.
-    this.#lastEventPerf = performance.now();
+    const perf = (this.#lastEventPerf = performance.now());
+    const trace = this.#trace;
+    trace?.read(perf, chunk.length);
     const w = this.#o.writer;
     // Fast path: a read of whole plain events, with nothing to meter, strip or rewrite, goes out as it came.
     let parser = this.#parser;
     if (this.#rawOk && (parser === undefined || parser.bufferedBytes === 0)) {
       const out = this.#protocol.passRaw(chunk);
       if (out !== null) {
+        if (trace !== undefined) trace.events += this.#protocol.rawEvents;
         if (this.#phase !== 'streaming') this.#firstEvent();
         return this.#afterWrite((w.writeRaw as (frames: Buffer) => boolean)(out));
       }
@@ -206,6 +213,7 @@ export class StreamRelay implements Tickable {
   #onEvent(ev: SseEvent): void {
     if (this.#phase === 'ended') return;
     if (this.#phase !== 'streaming') this.#firstEvent();
+    if (this.#trace !== undefined) this.#trace.events++;
     this.#settle(this.#protocol.onEvent(ev, this.#o.writer));
   }
 

@@ -19,6 +19,8 @@ export interface StreamWriter {
   /** A named event (`/v1/responses` framing). */
   named(event: string, json: string): void;
   heartbeat(): void;
+  /** Optional: an SSE comment line (one line, no CR/LF; the hop report). Transports without comments leave it out. */
+  comment?(text: string): void;
   done(): void;
   /** Writes what was queued. false: the client's buffer is full; wait for `onDrain`. */
   flush(): boolean;

@@ -2,6 +2,7 @@ import { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { ConfigError } from '../config/load.ts';
 import { redactSecrets, redactUrl } from '../openai/redact.ts';
+import { UpstreamArrivals } from './arrival-stats.ts';
 import type { ResolvedDialect } from '../openai/dialects/create-normalizer.ts';
 
 /** What `dialect: auto` found, and the evidence, for the log line. */
@@ -42,6 +43,8 @@ export class Upstream {
   /** owned_by per model, from discovery. */
   owners = new Map<string, string>();
   inFlight = 0;
+  /** How its streams arrive at Sluice (events per read, gaps, a buffering hop behind it): src/upstream/arrival-stats.ts. */
+  readonly arrivals = new UpstreamArrivals();
   #unhealthyUntil = 0;
   lastError: string | undefined;
   #state: UpstreamState = 'unknown';

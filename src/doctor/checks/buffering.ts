@@ -3,6 +3,7 @@ import { hasHop, describeHops, type Hop } from '../hops.ts';
 import { median } from '../percentiles.ts';
 import { headerValue, type StreamRecording } from '../recording.ts';
 import type { Delivery, StreamMetrics } from '../stream-metrics.ts';
+import { engineSideFix, SIDE_NAMES, type SluiceHop } from '../sluice-hop.ts';
 
 /**
  * Does the endpoint really stream? Tokens that a hop holds back arrive together: many events per socket read, long
@@ -146,7 +147,7 @@ export function bufferingSuspects(rec: StreamRecording, metrics: StreamMetrics, 
 }
 
 /** The buffering check for one probe. */
-export function checkBuffering(rec: StreamRecording, metrics: StreamMetrics, hops: readonly Hop[]): Check {
+export function checkBuffering(rec: StreamRecording, metrics: StreamMetrics, hops: readonly Hop[], sluiceHop: SluiceHop | null = null): Check {
   const base = { id: 'buffering', group: 'buffering', probe: rec.endpoint, title: 'Tokens stream as they are generated' } as const;
   const n = metrics.tokenEvents;
   if (n < MIN_TOKENS) {
@@ -161,7 +162,7 @@ export function checkBuffering(rec: StreamRecording, metrics: StreamMetrics, hop
   const shape = bufferingShape(metrics, rec.loopLag.p99);
   const evidence = bufferingEvidence(rec, metrics, shape);
   if (shape.held || shape.bursts || shape.delayed) {
-    const suspects = bufferingSuspects(rec, metrics, shape, hops);
+    const suspects = sided(bufferingSuspects(rec, metrics, shape, hops), sluiceHop, evidence);
     const top = suspects[0] as Suspect;
     for (const s of suspects) evidence.push(`suspect: ${s.hop} — ${s.reason}`);
     const what = shape.held
@@ -172,7 +173,7 @@ export function checkBuffering(rec: StreamRecording, metrics: StreamMetrics, hop
     return check({ ...base, status: 'fail', summary: `buffering: ${what}; likely ${top.hop}`, evidence, fix: top.fix, hop: top.hop });
   }
   if (shape.coalesced) {
-    const suspects = bufferingSuspects(rec, metrics, shape, hops);
+    const suspects = sided(bufferingSuspects(rec, metrics, shape, hops), sluiceHop, evidence);
     const top = suspects[0] as Suspect;
     return check({
       ...base,
@@ -183,6 +184,27 @@ export function checkBuffering(rec: StreamRecording, metrics: StreamMetrics, hop
     });
   }
   return check({ ...base, status: 'pass', summary: `tokens arrive one by one (${shape.tokensPerDelivery.toFixed(2)} per read)`, evidence });
+}
+
+/**
+ * With Sluice's hop report the doctor sees both sides of Sluice: a stream Sluice already received in bursts was
+ * buffered behind it (that hop goes first, named by the upstream's `Server`); a stream it received event by event was
+ * buffered in front of it (the hops the headers name stay, an unidentified one is placed there).
+ */
+function sided(suspects: Suspect[], hop: SluiceHop | null, evidence: string[]): Suspect[] {
+  if (hop === null) return suspects;
+  const perRead = hop.eventsPerRead === null ? '—' : hop.eventsPerRead.toFixed(2);
+  if (hop.buffered) {
+    const name = `${SIDE_NAMES['engine-side']} (upstream ${hop.upstream ?? '?'}${hop.server !== null ? `, Server: ${hop.server}` : ''})`;
+    evidence.push(`Sluice's hop report: its upstream's stream already arrived at Sluice in bursts: ${hop.reason ?? `${perRead} events per read`}`);
+    const behind: Suspect = { hop: name, reason: `Sluice received the stream already buffered (${hop.reason ?? `${perRead} events per read`}); Sluice passes each read on as it comes`, fix: engineSideFix(hop) };
+    return [behind, ...suspects.filter((s) => s.hop !== 'an unidentified hop')];
+  }
+  if (hop.events >= 8) {
+    evidence.push(`Sluice's hop report: its upstream's stream arrived event by event (${perRead} events per read, gap p50 ${hop.gapP50Ms ?? '—'} ms): the bursts are added ${SIDE_NAMES['client-side']}`);
+    return suspects.map((s) => (s.hop === 'an unidentified hop' ? { ...s, hop: `a hop ${SIDE_NAMES['client-side']}`, reason: 'Sluice received the stream unbuffered and no hop in front of it announced itself' } : s));
+  }
+  return suspects;
 }
 
 function bufferingEvidence(rec: StreamRecording, metrics: StreamMetrics, shape: BufferingShape): string[] {

@@ -66,7 +66,9 @@ export function checkHeaders(rec: StreamRecording, hops: readonly Hop[], streams
 
   const te = headerValue(h, 'transfer-encoding');
   const version = `HTTP/${rec.head.httpVersion}`;
-  if (rec.head.httpVersion === '1.0') {
+  if (rec.head.httpVersion.startsWith('2')) {
+    mk('http-version', 'HTTP version', 'pass', `${version}: DATA frames, and END_STREAM marks the end (a cut stream is a reset, not an end)`);
+  } else if (rec.head.httpVersion === '1.0') {
     mk('http-version', 'HTTP version', 'warn', `${version}: no chunked coding, so the end of the stream is the connection close and a cut stream looks complete`, 'serve HTTP/1.1 (or HTTP/2) to clients; for nginx also `proxy_http_version 1.1` upstream');
   } else if (te !== null && /chunked/i.test(te)) {
     mk('http-version', 'HTTP version', 'pass', `${version}, Transfer-Encoding: ${te}`);
