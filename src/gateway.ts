@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, validateConfig } from './config/load.ts';
 import type { Config, ConfigInput } from './config/schema.ts';
 import { Registry } from './upstream/registry.ts';
+import { Router } from './routing/router.ts';
 import { Ticker } from './relay/ticker.ts';
 import { KeyChecker } from './auth/key-checker.ts';
 import { requestLogger, type RequestLogger } from './generation/request-log.ts';
@@ -101,6 +102,8 @@ export async function startGatewayWithConfig(
   const registry = new Registry(config, env, logger.event);
   warnUnsetKeys(config, env, registry, logger);
   await registry.start(config.discovery_interval_ms);
+  const router = new Router(config, registry);
+  router.start();
   // The ticker's period bounds how late a heartbeat, timeout or WebSocket ping can fire: a fifth of the shortest
   // one, 5 ms–1 s.
   const t = config.timeouts;
@@ -119,12 +122,15 @@ export async function startGatewayWithConfig(
     generations: new Set(),
     lifecycle: { phase: 'serving' },
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
+    router,
   };
+  if (ctx.metrics) router.registerMetrics([ctx.metrics.registry]);
   const hub = new WebSocketHub(ctx);
   let listener: Listener;
   try {
     listener = createListener({ tls: readTls(config), h2c: config.h2c }, createRequestHandler(ctx), (req, socket, head) => hub.handleUpgrade(req, socket, head));
   } catch (err) {
+    await router.close();
     await registry.close();
     await simulator?.close();
     await closeState();
@@ -139,6 +145,7 @@ export async function startGatewayWithConfig(
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (err) {
+    await router.close();
     await registry.close();
     await simulator?.close();
     await closeState();
@@ -152,6 +159,7 @@ export async function startGatewayWithConfig(
     generations: ctx.generations,
     release: async () => {
       ticker.stop();
+      await router.close();
       await registry.close();
       await simulator?.close();
       // After every generation has ended: their ledger records are queued, and this writes them.

@@ -31,6 +31,8 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --h2c             without TLS, also accept cleartext HTTP/2 with prior knowledge on the same port (env SLUICE_H2C=1)
   --state URL       keys, limits and the usage ledger: sqlite:PATH or redis://HOST:PORT (env SLUICE_STATE;
                     default: ./sluice.db when that file exists, else none; docs/keys.md)
+  --routing S       how a model's replica is chosen: auto (default), least-loaded, engine-aware, prefix-aware or
+                    round-robin (env SLUICE_ROUTING; docs/routing.md)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
   --log-level L     error, warn, info (default) or debug (env SLUICE_LOG_LEVEL)
   --log-format F    json (default) or text: one readable line per event (env SLUICE_LOG_FORMAT)
@@ -52,6 +54,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       h2c: { type: 'boolean' },
       state: { type: 'string' },
+      routing: { type: 'string' },
       quiet: { type: 'boolean' },
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
@@ -79,6 +82,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logLevel: values['log-level'],
       logFormat: values['log-format'],
       state: values.state,
+      routing: values.routing,
     });
   } catch (err) {
     if (err instanceof ConfigError) {
