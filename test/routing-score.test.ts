@@ -53,7 +53,9 @@ const known = (waiting: number, running: number, kvUsage: number, inFlightAtScra
 const unknown = (inFlight: number, extra: Partial<Candidate> = {}): Candidate => ({ healthy: true, inFlight, engine: undefined, matched: 0, session: 0, ...extra });
 
 test('engine-aware: the queue decides, the batch and KV usage weigh less', () => {
-  assert.equal(score(known(3, 7, 0.5), 'engine-aware', P).cost, 3 + 0.7 + 1);
+  assert.ok(Math.abs(score(known(3, 7, 0.5), 'engine-aware', P).cost - 3.7) < 1e-9, 'KV usage up to half costs nothing');
+  assert.ok(Math.abs(score(known(0, 0, 1), 'engine-aware', P).cost - 2) < 1e-9, 'a full KV cache costs two queued requests');
+  assert.deepEqual(rank([known(0, 1, 0.3), known(0, 1, 0.1, 0, 0, { session: 0.9 })], 'engine-aware', P, 0).order, [1, 0], 'low KV differences are not a cost');
   const { order } = rank([known(2, 0, 0), known(0, 10, 0.2), known(0, 1, 0.9)], 'engine-aware', P, 0);
   assert.deepEqual(order, [1, 2, 0], 'a long queue loses to a big batch; a nearly full KV cache to a lighter one');
 });

@@ -48,6 +48,8 @@ export interface Score {
 export const RUNNING_WEIGHT = 0.1;
 /** A full KV cache costs this many queued requests: the engine is about to queue or preempt. */
 export const KV_WEIGHT = 2;
+/** KV usage below this costs nothing: the engine is far from preempting, and small differences are noise. */
+export const KV_FREE = 0.5;
 /** A replica whose figures are unknown costs its in-flight requests (all counted as queued) plus this. */
 export const UNKNOWN_PENALTY = 0.5;
 
@@ -62,13 +64,14 @@ export function score(c: Candidate, strategy: Strategy, p: ScoreParams): Score {
   const delta = c.inFlight - e.inFlightAtScrape;
   const queued = Math.max(0, e.waiting + delta);
   const running = delta >= 0 ? e.running : Math.max(0, e.running + Math.min(0, e.waiting + delta));
-  let cost = queued + RUNNING_WEIGHT * running + KV_WEIGHT * (e.kvUsage ?? 0);
+  let cost = queued + RUNNING_WEIGHT * running + (KV_WEIGHT * Math.max(0, (e.kvUsage ?? 0) - KV_FREE)) / (1 - KV_FREE);
   const saturated = p.queueThreshold > 0 && queued >= p.queueThreshold;
   if (strategy === 'prefix-aware' && !saturated && p.totalBlocks > 0) cost -= (p.prefixWeight * c.matched) / p.totalBlocks;
   return { cost, saturated, queued };
 }
 
-const EPSILON = 1e-9;
+/** Costs are compared in hundredths, so float noise never outranks the session or the turn. */
+const quantized = (cost: number): number => Math.round(cost * 100);
 
 /**
  * Indices of `candidates` best first: healthy before cooling down, unsaturated before saturated, lower cost, then
@@ -85,7 +88,9 @@ export function rank(candidates: readonly Candidate[], strategy: Strategy, p: Sc
     const sb = scores[b] as Score;
     if (ca.healthy !== cb.healthy) return ca.healthy ? -1 : 1;
     if (sa.saturated !== sb.saturated) return sa.saturated ? 1 : -1;
-    if (Math.abs(sa.cost - sb.cost) > EPSILON) return sa.cost - sb.cost;
+    const qa = quantized(sa.cost);
+    const qb = quantized(sb.cost);
+    if (qa !== qb) return qa - qb;
     if (ca.session !== cb.session) return cb.session - ca.session;
     return ((a - start + n) % n) - ((b - start + n) % n);
   });
