@@ -202,3 +202,14 @@ test('a replica that goes away: its figures go stale, requests go to the others'
   }
   assert.ok(g.logs.every((l) => l.upstream === 'b' && l.outcome === 'completed'));
 });
+
+test('a burst between two scrapes is spread by Sluice\'s own in-flight counts, not sent to the replica that looked idle', async (t) => {
+  const sims = await Promise.all(names.map(() => sim(t, { timing: { ttftMs: 0, itlMs: 30, tokens: 20 } })));
+  // One scrape, long before the burst: every replica looked idle then.
+  const g = await gateway(t, { routing: { strategy: 'engine-aware', metrics: { interval_ms: 60_000, stale_ms: 60_000 } }, upstreams: sims.map((s, i) => ({ url: s.url, name: names[i] as string })) });
+  await metricsMatch(g.url, /sluice_upstream_engine_waiting\{upstream="d"\} 0/);
+  const burst = await Promise.all(Array.from({ length: 8 }, () => post(`${g.url}/chat/completions`, chatBody())));
+  await Promise.all(burst.map((r) => r.text()));
+  const per = names.map((n) => g.logs.filter((l) => l.upstream === n).length);
+  assert.deepEqual(per, [2, 2, 2, 2], `requests per replica: ${per.join(' / ')}`);
+});
