@@ -102,7 +102,7 @@ export async function startGatewayWithConfig(
   const registry = new Registry(config, env, logger.event);
   warnUnsetKeys(config, env, registry, logger);
   await registry.start(config.discovery_interval_ms);
-  const router = new Router(config, registry);
+  const router = new Router(config, registry, logger.event);
   router.start();
   // The ticker's period bounds how late a heartbeat, timeout or WebSocket ping can fire: a fifth of the shortest
   // one, 5 ms–1 s.

@@ -167,4 +167,7 @@ test('through the gateway: hostile /metrics on every replica never hold a reques
   }
   assert.match(text, /sluice_upstream_engine_waiting\{upstream="good"\} 0/);
   assert.doesNotMatch(text, /sluice_upstream_engine_waiting\{upstream="(hanging|garbage)"\}/, 'unknown figures are absent, not 0');
+  for (let i = 0; i < 100 && !g.notices.some((l) => l.includes('upstream garbage: routing cannot read')); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(g.notices.some((l) => /upstream good: routing reads its engine metrics \(http:\/\/127\.0\.0\.1:\d+\/metrics\)/.test(l)), g.notices.join('\n'));
+  assert.ok(g.notices.some((l) => l.includes('upstream garbage: routing cannot read engine metrics') && l.includes('routed by in-flight count')), g.notices.join('\n'));
 });

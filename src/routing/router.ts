@@ -4,6 +4,7 @@ import { SluiceError } from '../errors.ts';
 import type { ParsedRequest } from '../openai/request.ts';
 import type { Registry } from '../upstream/registry.ts';
 import type { Upstream } from '../upstream/upstream.ts';
+import type { EventLog } from '../logger.ts';
 import { EngineScraper, metricsUrl } from './engine-scraper.ts';
 import { canonicalPrompt, PrefixIndex, prefixHashes } from './prefix.ts';
 import { rank, rendezvous, type Candidate, type Strategy } from './score.ts';
@@ -52,11 +53,15 @@ export class Router {
   #wakeTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #shed: Counter<'reason'> | undefined;
+  readonly #log: EventLog;
+  /** Per upstream, whether its metrics were last said to be read (true) or not (false): one line per change. */
+  readonly #said = new Map<Upstream, boolean>();
 
-  constructor(config: Config, registry: Registry) {
+  constructor(config: Config, registry: Registry, log: EventLog = () => {}) {
     this.#config = config.routing;
     this.#upstreamConfigs = config.upstreams;
     this.#registry = registry;
+    this.#log = log;
   }
 
   /** Starts scraping the upstreams routing reads now (more are added when a request needs them). */
@@ -91,11 +96,30 @@ export class Router {
     if (s === undefined) {
       const index = this.#registry.upstreams.indexOf(u);
       const m = this.#config.metrics;
-      s = new EngineScraper(u, metricsUrl(u, this.#upstreamConfigs[index]?.metrics_url), { intervalMs: m.interval_ms, timeoutMs: m.timeout_ms, maxBytes: m.max_bytes }, () => this.#wake());
+      const scraper: EngineScraper = new EngineScraper(u, metricsUrl(u, this.#upstreamConfigs[index]?.metrics_url), { intervalMs: m.interval_ms, timeoutMs: m.timeout_ms, maxBytes: m.max_bytes }, () => {
+        this.#report(u, scraper);
+        this.#wake();
+      });
+      s = scraper;
       this.#scrapers.set(u, s);
       if (!this.#closed) s.start();
     }
     return s;
+  }
+
+  /**
+   * One line when routing starts reading an upstream's engine metrics, and one when it stops (three failed reads in a
+   * row): an engine without metrics is then routed by in-flight count, which an operator should know.
+   */
+  #report(u: Upstream, s: EngineScraper): void {
+    const said = this.#said.get(u);
+    if (s.failures === 0 && said !== true) {
+      this.#said.set(u, true);
+      this.#log(`upstream ${u.name}: routing reads its engine metrics (${s.url.href})`, 'info');
+    } else if (s.failures === 3 && said !== false) {
+      this.#said.set(u, false);
+      this.#log(`upstream ${u.name}: routing cannot read engine metrics at ${s.url.href} (${s.lastError ?? 'unknown error'}); it is routed by in-flight count until they come (upstreams[].metrics_url sets the URL)`, 'info');
+    }
   }
 
   /** The scraper of an upstream, if routing reads it (tests and metrics). */
