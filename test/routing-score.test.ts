@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseEngineMetrics } from '../src/routing/engine-metrics.ts';
 import { rank, rendezvous, score, UNKNOWN_PENALTY, type Candidate, type ScoreParams } from '../src/routing/score.ts';
-import { canonicalPrompt, PrefixIndex, prefixHashes } from '../src/routing/prefix.ts';
+import { canonicalPrompt, MAX_HASHED_CHARS, PrefixIndex, prefixHashes } from '../src/routing/prefix.ts';
 import { validateRequest } from '../src/openai/request.ts';
 import { validateConfig } from '../src/config/load.ts';
 
@@ -60,11 +60,14 @@ test('engine-aware: the queue decides, the batch and KV usage weigh less', () =>
   assert.deepEqual(order, [1, 2, 0], 'a long queue loses to a big batch; a nearly full KV cache to a lighter one');
 });
 
-test('engine-aware: requests sent since the scrape count as queued, requests ended since leave the queue first', () => {
+test('engine-aware: requests sent since the scrape join the queue if there was one, else the batch; ended ones leave', () => {
   // Both looked idle at the scrape; Sluice has sent three to the first since.
   const { order } = rank([known(0, 0, 0, 0, 3), known(0, 0, 0, 0, 0)], 'engine-aware', P, 0);
   assert.deepEqual(order, [1, 0]);
-  assert.equal(score(known(0, 0, 0, 0, 3), 'engine-aware', P).queued, 3);
+  assert.equal(score(known(0, 0, 0, 0, 3), 'engine-aware', P).queued, 0, 'no queue: they joined the batch');
+  assert.equal(score(known(1, 8, 0, 9, 12), 'engine-aware', P).queued, 4, 'a queue: the batch was full, they queue');
+  // No queues: in-flight counts decide, as least-loaded's do (a batch of 5 seen, 2 sent since → 7; 6 seen → 6).
+  assert.deepEqual(rank([known(0, 5, 0, 5, 7), known(0, 6, 0, 6, 6)], 'engine-aware', P, 0).order, [1, 0]);
   // Four of Sluice's requests ended since: the queue of two empties, then the batch loses two.
   const ended = score(known(2, 5, 0, 6, 2), 'engine-aware', P);
   assert.equal(ended.queued, 0);
@@ -114,6 +117,7 @@ test('prefix hashes are chained; the index finds leading blocks only and forgets
   assert.deepEqual(a.slice(0, 2), b.slice(0, 2));
   assert.notEqual(a[2], b[2]);
   assert.notEqual(prefixHashes('y'.repeat(10) + 'x'.repeat(10), 10)[1], a[1], 'the same block after another prefix is another hash');
+  assert.equal(prefixHashes('p'.repeat(MAX_HASHED_CHARS * 4), 256).length, MAX_HASHED_CHARS / 256, 'a huge prompt is hashed up to a bound');
   const index = new PrefixIndex(6);
   index.add(a);
   assert.equal(index.match(a), 4);

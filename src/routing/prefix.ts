@@ -7,6 +7,12 @@ import type { ParsedRequest } from '../openai/request.ts';
  * renders to the same leading text each turn, which is all affinity needs.
  */
 
+/**
+ * Characters of the canonical text hashed at most (about 64k tokens): affinity is decided by the prompt's beginning,
+ * and a 16 MiB prompt must not cost the request path tens of milliseconds of hashing.
+ */
+export const MAX_HASHED_CHARS = 256 * 1024;
+
 const RS = '\u001e';
 const US = '\u001f';
 
@@ -49,7 +55,8 @@ export function prefixHashes(text: string, blockChars: number): number[] {
   const out: number[] = [];
   let a = 0x811c9dc5;
   let b = 0x2f6b7d4a;
-  const whole = text.length - (text.length % blockChars);
+  const length = Math.min(text.length, MAX_HASHED_CHARS);
+  const whole = length - (length % blockChars);
   for (let i = 0; i < whole; i++) {
     const c = text.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193) >>> 0;

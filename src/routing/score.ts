@@ -59,11 +59,19 @@ export function score(c: Candidate, strategy: Strategy, p: ScoreParams): Score {
   if (strategy === 'least-loaded') return { cost: c.inFlight, saturated: false, queued: undefined };
   const e = c.engine;
   if (e === undefined) return { cost: c.inFlight + UNKNOWN_PENALTY, saturated: false, queued: undefined };
-  // What changed since the scrape, seen from Sluice: requests sent since join the queue (a burst between two scrapes
-  // is not all sent to the same replica); requests finished since leave the queue first, then the batch.
+  // What changed since the scrape, seen from Sluice (so a burst between two scrapes is not all sent to the replica that
+  // looked idle): requests sent since join the queue if the engine had one (its batch was full), else its batch;
+  // requests finished since leave the queue first, then the batch.
   const delta = c.inFlight - e.inFlightAtScrape;
-  const queued = Math.max(0, e.waiting + delta);
-  const running = delta >= 0 ? e.running : Math.max(0, e.running + Math.min(0, e.waiting + delta));
+  let queued: number;
+  let running: number;
+  if (delta >= 0) {
+    queued = e.waiting > 0 ? e.waiting + delta : 0;
+    running = e.waiting > 0 ? e.running : e.running + delta;
+  } else {
+    queued = Math.max(0, e.waiting + delta);
+    running = Math.max(0, e.running + Math.min(0, e.waiting + delta));
+  }
   let cost = queued + RUNNING_WEIGHT * running + (KV_WEIGHT * Math.max(0, (e.kvUsage ?? 0) - KV_FREE)) / (1 - KV_FREE);
   const saturated = p.queueThreshold > 0 && queued >= p.queueThreshold;
   if (strategy === 'prefix-aware' && !saturated && p.totalBlocks > 0) cost -= (p.prefixWeight * c.matched) / p.totalBlocks;
