@@ -171,3 +171,22 @@ test('through the gateway: hostile /metrics on every replica never hold a reques
   assert.ok(g.notices.some((l) => /upstream good: routing reads its engine metrics \(http:\/\/127\.0\.0\.1:\d+\/metrics\)/.test(l)), g.notices.join('\n'));
   assert.ok(g.notices.some((l) => l.includes('upstream garbage: routing cannot read engine metrics') && l.includes('routed by in-flight count')), g.notices.join('\n'));
 });
+
+test('scraping only where a strategy reads it: not for least-loaded or round-robin, nor auto with one replica', async (t) => {
+  const engines = await Promise.all([0, 1, 2].map(() => engine(t, (_req, res) => res.end(GOOD))));
+  const [a, b, c] = engines as [Awaited<ReturnType<typeof engine>>, Awaited<ReturnType<typeof engine>>, Awaited<ReturnType<typeof engine>>];
+  const blind = await gateway(t, { routing: { strategy: 'least-loaded', models: { other: 'round-robin' }, metrics: { interval_ms: 10 } }, upstreams: [{ url: a.url }, { url: b.url }] });
+  const single = await gateway(t, { routing: { metrics: { interval_ms: 10 } }, upstreams: [{ url: c.url }] });
+  for (const g of [blind, single]) {
+    const res = await post(`${g.url}/chat/completions`, chatBody({ model: 'm' }));
+    assert.equal(res.status, 200);
+    await res.text();
+  }
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual([a.seen.length, b.seen.length, c.seen.length], [0, 0, 0]);
+  // A per-model engine-aware strategy scrapes that model's replicas.
+  const reading = await gateway(t, { routing: { strategy: 'round-robin', models: { m: 'engine-aware' }, metrics: { interval_ms: 10 } }, upstreams: [{ url: a.url }, { url: b.url }] });
+  for (let i = 0; i < 100 && (a.seen.length === 0 || b.seen.length === 0); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(a.seen.length > 0 && b.seen.length > 0);
+  void reading;
+});
