@@ -80,3 +80,16 @@ test('a small cache evicts the oldest blocks; SGLang names under --dialect sglan
   const o = await sim(t, { dialect: 'ollama' });
   assert.equal((await fetch(`http://127.0.0.1:${o.port}/metrics`)).status, 404);
 });
+
+test('a client that left before admission takes no place in the batch', async (t) => {
+  const s = await sim(t, { engine: { maxBatch: 1 }, timing: { ttftMs: 0, itlMs: 0, tokens: 2, headersDelayMs: 100 } });
+  const ac = new AbortController();
+  const gone = post(`${s.url}/chat/completions`, chatBody(), {}, ac.signal).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 30));
+  ac.abort();
+  await gone;
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(await metric(s.url, 'vllm:num_requests_running'), 0);
+  const next = await post(`${s.url}/chat/completions`, chatBody());
+  assert.ok((await next.text()).endsWith('data: [DONE]\n\n'), 'the batch of one is still free');
+});

@@ -91,6 +91,8 @@ export class SimEngine {
    * `gone` fires first (the client left while queued).
    */
   async admit(promptText: string, promptTokens: number, gone: AbortSignal): Promise<SimSlot | undefined> {
+    // A client that left before it asked (while its body or headers were delayed) must not take a place it never frees.
+    if (gone.aborted) return undefined;
     const max = this.#opts.maxBatch;
     if (max > 0 && (this.#running.size + this.#reserved >= max || this.#waiting.length > 0)) {
       const admitted = await new Promise<boolean>((resolve) => {

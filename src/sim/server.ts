@@ -195,7 +195,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     let tokensSent = 0;
     const gone = new AbortController();
     let slot: SimSlot | undefined;
-    res.on('close', () => {
+    const closed = (): void => {
       gone.abort();
       slot?.release();
       stats.inFlight--;
@@ -206,7 +206,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         stats.aborted++;
         events.emit('aborted', { path, tokensSent });
       }
-    });
+    };
+    // The client may have left already (during `headers_delay_ms`): its 'close' has been and gone.
+    if (res.closed) closed();
+    else res.on('close', closed);
 
     /** A place in the batch, then the time to first token: the fixed part plus prefill of the uncached prompt. */
     const admitted = async (): Promise<number | undefined> => {
