@@ -213,3 +213,17 @@ test('a burst between two scrapes is spread by Sluice\'s own in-flight counts, n
   const per = names.map((n) => g.logs.filter((l) => l.upstream === n).length);
   assert.deepEqual(per, [2, 2, 2, 2], `requests per replica: ${per.join(' / ')}`);
 });
+
+test('a client that leaves while queued leaves the queue at once; nothing reaches the engine', async (t) => {
+  const { g, fromGateway } = await saturatedSetup(t, { action: 'queue' });
+  const ac = new AbortController();
+  const res = await post(`${g.url}/chat/completions`, chatBody(), {}, ac.signal);
+  assert.equal(res.status, 200);
+  await metricsMatch(g.url, /sluice_routing_queued 1/);
+  ac.abort();
+  await res.text().catch(() => undefined);
+  await metricsMatch(g.url, /sluice_routing_queued 0/);
+  for (let i = 0; i < 100 && g.logs.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(g.logs.at(-1)?.outcome, 'client_aborted');
+  assert.equal(fromGateway.length, 0);
+});
