@@ -35,6 +35,8 @@ other, each in its own process, and prints one table. The default is a quick run
 
 Options:
   --profile P       latency, throughput, idle, churn or all; a comma list works (default all)
+                    (--profile routing: four simulator replicas through each routing strategy, bench/routing.ts;
+                    --profile routing --help for its options)
   --full            the issue's full sizes: 60 s latency window, 5,000 idle streams, 30 s elsewhere
   --duration S      measurement window per phase, seconds (overrides the profile's)
   --concurrency N   streams (latency, throughput, idle) or in-flight cap (churn) (overrides the profile's)
@@ -55,6 +57,15 @@ Options:
                     each proxy's processes
   --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
   -h, --help        this help`;
+
+// `--profile routing` is its own benchmark (bench/routing.ts): replicas and strategies, not proxies side by side.
+{
+  const argv = process.argv.slice(2);
+  if (argv.some((a, i) => a === '--profile=routing' || (a === '--profile' && argv[i + 1] === 'routing'))) {
+    const { runRoutingBench } = await import('./routing.ts');
+    process.exit(await runRoutingBench(argv));
+  }
+}
 
 const { values: flags } = parseArgs({
   options: {

@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   SLUICE_MODEL_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
   SLUICE_RATE_LIMITED: { status: 429, type: 'rate_limit_error' },
   SLUICE_NO_HEALTHY_UPSTREAM: { status: 503, type: 'server_error' },
+  /** Every replica's engine queue is at the saturation threshold and the request may not wait (docs/routing.md). */
+  SLUICE_UPSTREAMS_SATURATED: { status: 429, type: 'rate_limit_error' },
   SLUICE_UPSTREAM_CONNECT_ERROR: { status: 502, type: 'server_error' },
   SLUICE_UPSTREAM_CONNECT_TIMEOUT: { status: 504, type: 'timeout_error' },
   SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT: { status: 504, type: 'timeout_error' },

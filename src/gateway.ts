@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, validateConfig } from './config/load.ts';
 import type { Config, ConfigInput } from './config/schema.ts';
 import { Registry } from './upstream/registry.ts';
+import { Router } from './routing/router.ts';
 import { Ticker } from './relay/ticker.ts';
 import { KeyChecker } from './auth/key-checker.ts';
 import { requestLogger, type RequestLogger } from './generation/request-log.ts';
@@ -106,6 +107,8 @@ export async function startGatewayWithConfig(
   const registry = new Registry(config, env, logger.event);
   warnUnsetKeys(config, env, registry, logger);
   await registry.start(config.discovery_interval_ms);
+  const router = new Router(config, registry, logger.event);
+  router.start();
   // The ticker's period bounds how late a heartbeat, timeout or WebSocket ping can fire: a fifth of the shortest
   // one, 5 ms–1 s.
   const t = config.timeouts;
@@ -131,12 +134,15 @@ export async function startGatewayWithConfig(
       ttlMs: config.resume.ttl_ms,
     }),
     monitor: consoleEnabled(config) ? new ConsoleMonitor(config.console.recent_requests) : undefined,
+    router,
   };
+  if (ctx.metrics) router.registerMetrics([ctx.metrics.registry]);
   const hub = new WebSocketHub(ctx);
   let listener: Listener;
   try {
     listener = createListener({ tls: readTls(config), h2c: config.h2c }, createRequestHandler(ctx), (req, socket, head) => hub.handleUpgrade(req, socket, head));
   } catch (err) {
+    await router.close();
     await registry.close();
     await simulator?.close();
     await closeState();
@@ -151,6 +157,7 @@ export async function startGatewayWithConfig(
       server.listen(config.port, config.host, () => resolve());
     });
   } catch (err) {
+    await router.close();
     await registry.close();
     await simulator?.close();
     await closeState();
@@ -165,6 +172,7 @@ export async function startGatewayWithConfig(
     release: async () => {
       ticker.stop();
       await ctx.resume?.close();
+      await router.close();
       await registry.close();
       await simulator?.close();
       // After every generation has ended: their ledger records are queued, and this writes them.

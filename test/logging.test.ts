@@ -71,7 +71,9 @@ test('log.level debug: where each request went, and why it moved on to another r
     res.writeHead(503, { 'content-type': 'application/json' });
     res.end('{"error":{"message":"overloaded"}}');
   });
-  const config = tmpFile('sluice.yaml', `upstreams:\n  - url: ${flaky.url}\n    name: flaky\n  - url: ${s.url}\n    name: steady\n`);
+  // least-loaded: the replicas are equal, so the first is tried first (the default reads the engines' /metrics,
+  // which the flaky one answers 503, and would start with the steady one).
+  const config = tmpFile('sluice.yaml', `routing: least-loaded\nupstreams:\n  - url: ${flaky.url}\n    name: flaky\n  - url: ${s.url}\n    name: steady\n`);
   const g = await serveOnPort(t, ['--config', config, '--log-level', 'debug', '--log-format', 'text']);
   const res = await post(`${g.url}/chat/completions`, chatBody());
   assert.ok((await res.text()).endsWith('data: [DONE]\n\n'));

@@ -39,6 +39,8 @@ Options (each has an env twin; the config file has every key, see docs/config.md
                     docs/deploy.md)
   --state URL       keys, limits and the usage ledger: sqlite:PATH or redis://HOST:PORT (env SLUICE_STATE;
                     default: ./sluice.db when that file exists, else none; docs/keys.md)
+  --routing S       how a model's replica is chosen: auto (default), least-loaded, engine-aware, prefix-aware or
+                    round-robin (env SLUICE_ROUTING; docs/routing.md)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
   --log-level L     error, warn, info (default) or debug (env SLUICE_LOG_LEVEL)
   --log-format F    json (default) or text: one readable line per event (env SLUICE_LOG_FORMAT)
@@ -61,6 +63,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       h2c: { type: 'boolean' },
       state: { type: 'string' },
       workers: { type: 'string' },
+      routing: { type: 'string' },
       quiet: { type: 'boolean' },
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
@@ -89,6 +92,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logFormat: values['log-format'],
       state: values.state,
       workers: values.workers === undefined ? undefined : values.workers === 'auto' ? 'auto' : intOption('--workers', values.workers, 1, 1, 256),
+      routing: values.routing,
     });
   } catch (err) {
     if (err instanceof ConfigError) {

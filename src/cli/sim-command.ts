@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { startSimulator } from '../sim/server.ts';
 import { DEFAULT_TIMING, FAIL_MODES, type FailMode } from '../sim/options.ts';
+import { DEFAULT_ENGINE } from '../sim/engine.ts';
 import { isSimDialectName, SIM_DIALECT_NAMES } from '../sim/dialects/sim-dialects.ts';
 import { intOption, UsageError } from './args.ts';
 
@@ -24,6 +25,10 @@ Options:
   --fail-after N       tokens sent before the failure (default 0)
   --fail-status N      HTTP status for --fail status (default 500)
   --fail-rate P        probability in [0,1] that a request fails (default 1)
+  --prefill-us-per-token N  prefill time per prompt token not in the prefix cache, µs (default 0)
+  --max-batch N        requests running at once; more wait in the engine's queue (default 0: no limit)
+  --prefix-cache-tokens N  prefix cache capacity in tokens, LRU (default 0: no prefix cache)
+  --kv-cache-tokens N  KV-cache capacity for vllm:kv_cache_usage_perc (default ${DEFAULT_ENGINE.kvCacheTokens})
 
 Each request may override these with a "sim" object in its JSON body, e.g.
   {"model":"sluice-sim","messages":[...],"stream":true,"sim":{"ttft_ms":2000,"fail":"drop","fail_after":5}}
@@ -48,6 +53,10 @@ export async function simCommand(argv: string[]): Promise<number> {
       'fail-after': { type: 'string' },
       'fail-status': { type: 'string' },
       'fail-rate': { type: 'string' },
+      'prefill-us-per-token': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'prefix-cache-tokens': { type: 'string' },
+      'kv-cache-tokens': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -69,7 +78,13 @@ export async function simCommand(argv: string[]): Promise<number> {
     port: intOption('--port', values.port ?? process.env['SLUICE_SIM_PORT'], 8000, 0, 65535),
     ...(values.model ? { models: values.model } : {}),
     dialect,
+    engine: {
+      maxBatch: intOption('--max-batch', values['max-batch'], 0),
+      prefixCacheTokens: intOption('--prefix-cache-tokens', values['prefix-cache-tokens'], 0),
+      kvCacheTokens: intOption('--kv-cache-tokens', values['kv-cache-tokens'], DEFAULT_ENGINE.kvCacheTokens, 1),
+    },
     timing: {
+      prefillUsPerToken: intOption('--prefill-us-per-token', values['prefill-us-per-token'], 0),
       ttftMs: intOption('--ttft-ms', values['ttft-ms'], DEFAULT_TIMING.ttftMs),
       itlMs: intOption('--itl-ms', values['itl-ms'], DEFAULT_TIMING.itlMs),
       jitterMs: intOption('--jitter-ms', values['jitter-ms'], 0),

@@ -24,6 +24,7 @@ export interface ConfigOverrides {
   logFormat?: string | undefined;
   state?: string | undefined;
   workers?: number | 'auto' | undefined;
+  routing?: string | undefined;
 }
 
 /**
@@ -77,6 +78,10 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
     if (value !== undefined && value !== '') raw['state'] = { ...(raw['state'] as object | undefined), url: value };
   };
   setState(env['SLUICE_STATE']);
+  const setRouting = (value: string | undefined): void => {
+    if (value !== undefined && value !== '') raw['routing'] = { ...routingObject(raw['routing']), strategy: value };
+  };
+  setRouting(env['SLUICE_ROUTING']);
   const quiet = env['SLUICE_QUIET'];
   if (quiet !== undefined && quiet !== '' && quiet !== '0' && quiet !== 'false') raw['log'] = { ...(raw['log'] as object | undefined), requests: false };
   const setLog = (key: 'level' | 'format', value: string | undefined): void => {
@@ -111,6 +116,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   setLog('level', flags.logLevel);
   setLog('format', flags.logFormat);
   setState(flags.state);
+  setRouting(flags.routing);
   if (flags.upstreams && flags.upstreams.length > 0) raw['upstreams'] = flags.upstreams.map((url) => ({ url }));
 
   return validateConfig(raw, file ?? 'config');
@@ -118,6 +124,10 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
 
 /** Validates a raw configuration object; throws ConfigError naming the first bad key. */
 export function validateConfig(raw: unknown, source = 'config'): Config {
+  // `routing: prefix-aware`, the one line issue 17 promises, is `routing.strategy`.
+  if (raw !== null && typeof raw === 'object' && typeof (raw as Record<string, unknown>)['routing'] === 'string') {
+    raw = { ...raw, routing: routingObject((raw as Record<string, unknown>)['routing']) };
+  }
   const result = configSchema.safeParse(raw, { reportInput: true });
   if (result.success) {
     const legacy = result.data.drain_timeout_ms;
@@ -132,6 +142,11 @@ export function validateConfig(raw: unknown, source = 'config'): Config {
     return result.data;
   }
   throw new ConfigError(`${source}: ${describeIssue(result.error.issues[0] as z.core.$ZodIssue, raw)}`);
+}
+
+/** The `routing` section as an object: a plain strategy name is its `strategy`. */
+function routingObject(v: unknown): object | undefined {
+  return typeof v === 'string' ? { strategy: v } : (v as object | undefined);
 }
 
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {

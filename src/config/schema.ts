@@ -16,6 +16,11 @@ export type ReasoningField = (typeof REASONING_FIELDS)[number];
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ['json', 'text'] as const;
+/** How a request's replica is chosen (docs/routing.md); `auto` is `engine-aware`, which is `least-loaded` for a
+ * replica whose engine publishes no metrics. */
+export const ROUTING_STRATEGIES = ['auto', 'least-loaded', 'engine-aware', 'prefix-aware', 'round-robin'] as const;
+export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
+export const SATURATION_ACTIONS = ['queue', 'shed'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 const upstreamSchema = z.strictObject({
@@ -37,7 +42,56 @@ const upstreamSchema = z.strictObject({
   dialect: z.enum(DIALECTS).default('auto'),
   /** Upper bound on concurrent requests to this upstream; 0 = no limit. */
   max_connections: z.number().int().min(0).default(0),
+  /** The engine's Prometheus endpoint, read by engine-aware routing; default: `/metrics` at the url's origin (vLLM and
+   * SGLang serve it at the root, not under /v1). */
+  metrics_url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, such as http://127.0.0.1:8000/metrics' }).optional(),
 });
+
+/** Routing across the replicas of a model (docs/routing.md). A plain string (`routing: prefix-aware`) is `strategy`. */
+const routingSchema = z
+  .strictObject({
+    strategy: z.enum(ROUTING_STRATEGIES).default('auto'),
+    /** Model id (or alias) → its own strategy. */
+    models: z.record(z.string().min(1), z.enum(ROUTING_STRATEGIES)).default({}),
+    /** The header whose value keeps a client's requests together (after the prompt's prefix); else the `user` field. */
+    session_header: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be a header name').default('x-session-id'),
+    /** Engine metrics scraped from each upstream's metrics_url, for the strategies that read them. */
+    metrics: z
+      .strictObject({
+        interval_ms: z.number().int().min(10).default(250),
+        /** One scrape (headers and body) must be over within this. */
+        timeout_ms: z.number().int().min(10).default(1_000),
+        /** Metrics older than this are unknown, not idle. */
+        stale_ms: z.number().int().min(10).default(2_000),
+        /** Largest metrics answer read; past it the scrape fails. */
+        max_bytes: z.number().int().min(1024).default(1024 * 1024),
+      })
+      .prefault({}),
+    prefix: z
+      .strictObject({
+        /** Characters of the canonical prompt text per hashed block. */
+        block_chars: z.number().int().min(16).default(256),
+        /** Block hashes remembered per replica (LRU). */
+        max_blocks: z.number().int().min(1).default(65_536),
+        /** What a whole-prompt match is worth, in queued requests. */
+        weight: z.number().min(0).default(4),
+      })
+      .prefault({}),
+    saturation: z
+      .strictObject({
+        /** A replica is saturated when its engine's queue (plus what Sluice sent it since the scrape) reaches this;
+         * 0 = never. */
+        queue_threshold: z.number().int().min(0).default(8),
+        /** When every replica of the model is saturated: `queue` in Sluice, or `shed` with 429. */
+        action: z.enum(SATURATION_ACTIONS).default('queue'),
+        /** Requests waiting in Sluice's queue, all models; past it new ones are shed. */
+        max_queue: z.number().int().min(0).default(1_000),
+        /** A request waits at most this long, then is shed. */
+        max_wait_ms: z.number().int().min(1).default(30_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
 
 export const configSchema = z.strictObject({
   host: z.string().min(1).default('127.0.0.1'),
@@ -69,6 +123,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   upstreams: z.array(upstreamSchema).default([]),
+  routing: routingSchema,
   /** Alias → model id served by some upstream. */
   aliases: z.record(z.string().min(1), z.string().min(1)).default({}),
   /** Static client keys (Bearer). Empty: no auth. */
@@ -213,3 +268,4 @@ export const configSchema = z.strictObject({
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type RoutingConfig = z.output<typeof routingSchema>;

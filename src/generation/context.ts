@@ -9,6 +9,7 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
 import type { StreamLogStore } from '../resume/log-store.ts';
+import type { Router } from '../routing/router.ts';
 
 /**
  * Where a gateway is in its life (src/shutdown.ts): `serving`; `announcing` its shutdown (SIGTERM: `/ready` answers
@@ -47,6 +48,8 @@ export interface GatewayContext {
   generations: Set<Generation>;
   /** Read by the HTTP handler for `/ready` and to send clients elsewhere once shutdown began. */
   lifecycle: { readonly phase: LifecyclePhase };
+  /** Routing across replicas (src/routing/); without it, the registry's order (fewest in flight). */
+  router?: Router | undefined;
   /** Prometheus metrics; undefined when `metrics.enabled` is false. */
   metrics: GatewayMetrics | undefined;
   /** The logs of resumable streams (src/resume/, docs/resume.md); absent where a test builds its own context. */

@@ -19,6 +19,7 @@ import type { Reservation } from '../limits/limiter.ts';
 import { estimateTokens } from '../limits/estimate.ts';
 import { ArrivalTrace, headerText } from '../upstream/arrival-stats.ts';
 import { HopReportWriter, hopReport } from './hop-report.ts';
+import type { RoutePlan } from '../routing/router.ts';
 
 const UPSTREAM_PATHS: Record<RequestKind, string> = {
   chat: '/chat/completions',
@@ -39,6 +40,8 @@ export interface GenerationOrigin {
   startedPerf: number;
   /** Who asked, as authenticated by the transport; undefined is `static` (no stored key). */
   principal?: Principal | undefined;
+  /** The session header's value (`routing.session_header`): routing keeps a session's requests together. */
+  session?: string | undefined;
 }
 
 /** Where a non-streamed generation's answer goes (the HTTP adapter: a JSON response). */
@@ -56,6 +59,8 @@ interface Routed {
   /** Whether this replica is asked for usage on every chunk. */
   continuousUsage: (upstream: Upstream) => boolean;
   headers: Record<string, string>;
+  /** The router's plan: whether to wait for a replica first, and who to tell which one took the request. */
+  plan: RoutePlan | undefined;
 }
 
 /**
@@ -85,6 +90,7 @@ export class Generation {
   #answered = false;
   #logged = false;
   readonly #principal: Principal;
+  readonly #session: string | undefined;
   /** The stored key's name, for the ledger; null for a static key or no auth. */
   #keyName: string | null = null;
   /** The key's hold on its limits, settled at the end with the real usage. */
@@ -105,6 +111,7 @@ export class Generation {
     this.#kind = origin.kind;
     this.#startedPerf = origin.startedPerf;
     this.#principal = origin.principal ?? 'static';
+    this.#session = origin.session;
     this.log = newLogEntry(origin);
   }
 
@@ -289,15 +296,17 @@ export class Generation {
     this.#unary?.abort(err);
   }
 
-  #forward(routed: Routed, signal: AbortSignal): Promise<Forwarded> {
+  async #forward(routed: Routed, signal: AbortSignal): Promise<Forwarded> {
     const metrics = this.#ctx.metrics;
+    // Every replica saturated: the request waits in the router's queue (a stream's heartbeats go on meanwhile).
+    if (routed.plan?.saturated && this.#ctx.router) routed.replicas = await this.#ctx.router.wait(routed.plan, signal);
     this.#dispatchPerf = performance.now();
     // A request's own lines at debug: where it went and why it moved on. The line at its end says how it went; these
     // show a request that has not ended yet (a hung engine) and the replicas that failed it on the way.
     const debug = this.#ctx.logger?.enabled('debug') ? this.#ctx.logger : undefined;
     const id = this.log.id;
     debug?.event(`${id}: ${this.log.method} ${this.log.path} model=${textValue(this.#model)} to ${routed.replicas.map((u) => u.name).join(', ')}`, 'debug');
-    return forward(routed.replicas, {
+    const forwarded = await forward(routed.replicas, {
       path: UPSTREAM_PATHS[this.#kind],
       body: routed.body,
       headers: routed.headers,
@@ -311,6 +320,8 @@ export class Generation {
               debug?.event(`${id}: ${from.name} failed before the first byte (${reason}: ${failure.message}); trying the next replica`, 'debug');
             },
     });
+    routed.plan?.served(forwarded.upstream);
+    return forwarded;
   }
 
   /**
@@ -332,7 +343,9 @@ export class Generation {
       }
     }
     if (!registry.serves(parsed.model)) await registry.rediscoverIfStale();
-    const replicas = registry.route(parsed.model);
+    // The router orders the replicas by its strategy (docs/routing.md); it may refuse with 429 when all are saturated.
+    const plan = this.#ctx.router?.plan(parsed, this.#session);
+    const replicas = plan?.replicas ?? registry.route(parsed.model);
     if (replicas.length === 0) {
       const known = registry.models().map((m) => m.id);
       throw registry.upstreams.length > 0 && known.length === 0
@@ -363,6 +376,7 @@ export class Generation {
       body: (u) => (continuousUsage(u) ? (continuous ??= upstreamBody(parsed, id, true)) : (plain ??= upstreamBody(parsed, id))),
       continuousUsage,
       headers: { 'content-type': 'application/json', accept: stream ? 'text/event-stream' : 'application/json', 'x-request-id': this.log.id, via: '1.1 sluice' },
+      plan,
     };
   }
 

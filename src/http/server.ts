@@ -107,7 +107,8 @@ async function route(ctx: GatewayContext, cors: Cors, consoleRoutes: ConsoleRout
       req.resume();
       return sendJsonError(res, new SluiceError('SLUICE_SHUTTING_DOWN', 'the gateway is shutting down; retry on another instance'));
     }
-    return handleGenerate(ctx, req, res, { id, method, path, kind, startedPerf: performance.now(), principal });
+    const session = req.headers[ctx.config.routing.session_header.toLowerCase()];
+    return handleGenerate(ctx, req, res, { id, method, path, kind, startedPerf: performance.now(), principal, session: typeof session === 'string' && session !== '' ? session : undefined });
   }
   req.resume();
   sendJsonError(res, new SluiceError('SLUICE_NOT_FOUND', `Unknown endpoint: ${method} ${path}`, { wireCode: 'not_found' }));

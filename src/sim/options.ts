@@ -7,8 +7,10 @@ export const FAIL_MODES = ['none', 'status', 'hang', 'drop', 'error_frame'] as c
 export type FailMode = (typeof FAIL_MODES)[number];
 
 export interface SimTiming {
-  /** Time to first token, ms. */
+  /** Time to first token, ms: the fixed part, before the prefill of the prompt's uncached tokens. */
   ttftMs: number;
+  /** Prefill time per prompt token not found in the prefix cache, µs (0 = prefill is free). */
+  prefillUsPerToken: number;
   /** Inter-token latency, ms. */
   itlMs: number;
   /** Uniform jitter added to each delay, ± ms. */
@@ -34,6 +36,7 @@ export interface SimTiming {
 
 export const DEFAULT_TIMING: SimTiming = {
   ttftMs: 120,
+  prefillUsPerToken: 0,
   itlMs: 25,
   jitterMs: 0,
   tokens: 32,
@@ -49,6 +52,7 @@ export const DEFAULT_TIMING: SimTiming = {
 
 const KEYS: Record<string, keyof SimTiming> = {
   ttft_ms: 'ttftMs',
+  prefill_us_per_token: 'prefillUsPerToken',
   itl_ms: 'itlMs',
   jitter_ms: 'jitterMs',
   tokens: 'tokens',

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_TIMING, mergeSimOptions, type SimTiming } from './options.ts';
+import { SimEngine, type SimEngineOptions, type SimSlot } from './engine.ts';
 import { countPromptTokens, seedOf, simToken } from './text.ts';
 import type { SimDialect, SimLogprob, SimToolCall, StreamContext, Usage } from './dialects/dialect.ts';
 import { SIM_DIALECTS, type SimDialectName } from './dialects/sim-dialects.ts';
@@ -24,6 +25,8 @@ export interface SimulatorOptions {
   dialect?: SimDialect | SimDialectName;
   /** Largest request body accepted, bytes. */
   maxBodyBytes?: number;
+  /** The engine's batch limit, prefix cache and KV capacity (src/sim/engine.ts); the defaults model none of them. */
+  engine?: Partial<SimEngineOptions>;
 }
 
 export interface SimRequestInfo {
@@ -48,6 +51,8 @@ export interface Simulator {
   /** 'request' (SimRequestInfo) when a request arrives; 'aborted' ({path, tokensSent}) when its client leaves
    * mid-response; 'completed' ({path}). */
   readonly events: EventEmitter;
+  /** The batch, queue and prefix cache whose figures `/metrics` shows. */
+  readonly engine: SimEngine;
   close(): Promise<void>;
 }
 
@@ -72,6 +77,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const maxBody = options.maxBodyBytes ?? 4 * 1024 * 1024;
   const events = new EventEmitter();
   const stats: SimStats = { started: 0, completed: 0, aborted: 0, inFlight: 0 };
+  const engine = new SimEngine(options.engine);
+  // Engines that publish Prometheus metrics at their root; the others answer 404 there, as they do.
+  const metricsDialect = dialect.name === 'vllm' || dialect.name === 'sglang' ? dialect.name : undefined;
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -105,6 +113,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (req.method === 'GET') {
       if (path === '/v1/models') return sendJson(res, 200, dialect.modelsBody(models, Math.floor(Date.now() / 1000)));
       if (path === '/sim/stats') return sendJson(res, 200, JSON.stringify(stats));
+      if (path === '/metrics' && metricsDialect) {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', ...dialect.commonHeaders, 'x-sluice-simulator': '1' });
+        res.end(engine.prometheusText(metricsDialect, models[0] as string));
+        return;
+      }
       const answer = dialect.engineGet(path, models);
       if (answer) {
         res.writeHead(answer.status, { 'content-type': answer.contentType, ...dialect.commonHeaders, 'x-sluice-simulator': '1' });
@@ -180,7 +193,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     stats.inFlight++;
     let finished = false;
     let tokensSent = 0;
-    res.on('close', () => {
+    const gone = new AbortController();
+    let slot: SimSlot | undefined;
+    const closed = (): void => {
+      gone.abort();
+      slot?.release();
       stats.inFlight--;
       if (finished) {
         stats.completed++;
@@ -189,10 +206,23 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         stats.aborted++;
         events.emit('aborted', { path, tokensSent });
       }
-    });
+    };
+    // The client may have left already (during `headers_delay_ms`): its 'close' has been and gone.
+    if (res.closed) closed();
+    else res.on('close', closed);
+
+    /** A place in the batch, then the time to first token: the fixed part plus prefill of the uncached prompt. */
+    const admitted = async (): Promise<number | undefined> => {
+      slot = await engine.admit(promptText, promptTokens, gone.signal);
+      if (slot === undefined) return undefined;
+      slot.prefilled();
+      return timing.ttftMs + ((promptTokens - slot.cachedTokens) * timing.prefillUsPerToken) / 1000;
+    };
 
     if (!stream) {
-      await sleep(jittered(timing.ttftMs + timing.itlMs * Math.max(0, count - 1), timing.jitterMs));
+      const ttft = await admitted();
+      if (ttft === undefined) return;
+      await sleep(jittered(ttft + timing.itlMs * Math.max(0, count - 1), timing.jitterMs));
       if (res.destroyed) return;
       let text = '';
       for (let i = 0; i < count; i++) text += tokenText(i);
@@ -235,8 +265,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       return !res.destroyed;
     };
 
+    const ttft = await admitted();
+    if (ttft === undefined) return;
     if (kind === 'responses') {
-      finished = await streamResponses(res, write, ctx, count, tokenText, timing, failing, usage);
+      finished = await streamResponses(res, write, ctx, count, tokenText, { ...timing, ttftMs: ttft }, failing, usage);
       if (finished) res.end();
       return;
     }
@@ -265,11 +297,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       });
     }
 
-    await sleep(jittered(timing.ttftMs, timing.jitterMs));
+    await sleep(jittered(ttft, timing.jitterMs));
     if (chat && !(await write(chat.start()))) return;
     for (let i = 0; i < steps.length; i++) {
       if (failing && i === timing.failAfter && (await injectFailure(res, timing, write, writer))) return;
       ctx.tokensSoFar = i + 1;
+      if (slot) slot.generated = i + 1;
       if (!(await write((steps[i] as () => string)()))) return;
       tokensSent++;
       if (i < steps.length - 1 || cutLast) await sleep(jittered(timing.itlMs, timing.jitterMs));
@@ -387,6 +420,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     port: addr.port,
     stats,
     events,
+    engine,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
