@@ -9,14 +9,14 @@ import { gateway, post } from './helpers/gateway.ts';
 
 const STREAMS = 200;
 const TOKENS = 48;
-const ITL_MS = 30;
+const ITL_MS = 60;
 
 /** A `sluice sim` process on a free loopback port, ready once it says it listens; stopped after the test. */
 async function simProcess(t: TestContext): Promise<{ run: CliRun; url: string }> {
   const port = await freePort();
   const run = startCli(['sim', '--port', String(port), '--tokens', String(TOKENS), '--itl-ms', String(ITL_MS), '--ttft-ms', '50']);
   t.after(() => stop(run));
-  for (let i = 0; i < 200 && !run.stdout.includes('listening on'); i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 600 && !run.stdout.includes('listening on'); i++) await new Promise((r) => setTimeout(r, 50));
   assert.match(run.stdout, /listening on/, `sluice sim did not start: ${run.stderr}`);
   return { run, url: `http://127.0.0.1:${port}/v1` };
 }
@@ -50,20 +50,20 @@ async function chaos(t: TestContext, midStream: boolean) {
   const [a, b] = await Promise.all([simProcess(t), simProcess(t)]);
   const g = await gateway(t, { upstreams: [{ url: a.url, name: 'a' }, { url: b.url, name: 'b' }], failover: { mid_stream: midStream } });
   assert.deepEqual(g.models(), ['sluice-sim']);
-  // Each stream is read as it comes; A is killed once a quarter of all the answers' chunks have arrived, so that it
-  // dies mid-answer for its streams however loaded the machine is.
-  let chunks = 0;
+  // Each stream is read as it comes; A is killed once every stream has received tokens, so that it dies mid-answer
+  // for its streams however loaded the machine is (an answer takes TOKENS × ITL_MS ≈ 3 s).
+  let started = 0;
   let killed = false;
   const bodies = Array.from({ length: STREAMS }, async (_, i) => {
     const res = await post(`${g.url}/chat/completions`, bodyOf(i));
     assert.equal(res.status, 200);
     let raw = '';
+    let frames = 0;
     const decoder = new TextDecoder();
     for await (const part of res.body as AsyncIterable<Uint8Array>) {
       const s = decoder.decode(part, { stream: true });
       raw += s;
-      chunks += s.split('data: {').length - 1;
-      if (!killed && chunks >= (STREAMS * TOKENS) / 4) {
+      if (frames < 3 && (frames += s.split('data: {').length - 1) >= 3 && ++started === STREAMS) {
         killed = true;
         a.run.child.kill('SIGKILL');
       }

@@ -25,6 +25,42 @@ interface Envelope {
 }
 
 type Json = Record<string, unknown>;
+
+const LF_LF = Buffer.from('\n\n');
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const INDEX = Buffer.from('"index":');
+const FINISH = Buffer.from('"finish_reason":');
+const CONTENT = Buffer.from('"content":');
+const TEXT = Buffer.from('"text":');
+/** Keys that make a chunk worth a parse: what may make a continuation inexact, or the role chunk. */
+const ROLE = Buffer.from('"role":');
+const REASONING = Buffer.from('"reasoning');
+const TOOL_CALLS = Buffer.from('"tool_calls"');
+const FUNCTION_CALL = Buffer.from('"function_call"');
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** Whether `buf` holds `what` at `at`. */
+function holds(buf: Buffer, at: number, what: Buffer): boolean {
+  if (at + what.length > buf.length) return false;
+  for (let i = 0; i < what.length; i++) if (buf[at + i] !== what[i]) return false;
+  return true;
+}
+
+function skipSpace(buf: Buffer, at: number): number {
+  while (buf[at] === 0x20) at++;
+  return at;
+}
+
+/** The index of the quote that closes the string opening at `at`, or -1 before `to`. */
+function stringEnd(buf: Buffer, at: number, to: number): number {
+  for (let p = at + 1; p < to; p++) {
+    const c = buf[p];
+    if (c === BACKSLASH) p++;
+    else if (c === QUOTE) return p;
+  }
+  return -1;
+}
 const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /**
@@ -241,14 +277,14 @@ export class SpliceStream implements StreamProtocol {
 
   /** Watches the frames of a read passed through as bytes (whole `data: {…}` events, src/sse/passthrough.ts). */
   #observeFrames(buf: Buffer): void {
-    const s = buf.toString('utf8');
     let at = 0;
-    while (at < s.length) {
-      const end = s.indexOf('\n\n', at);
+    const len = buf.length;
+    while (at < len) {
+      const end = buf.indexOf(LF_LF, at);
       if (end === -1) break;
-      if (s.startsWith('data: ', at)) {
+      if (!this.#observePlain(buf, at + 6, end)) {
         try {
-          const o: unknown = JSON.parse(s.slice(at + 6, end));
+          const o: unknown = JSON.parse(buf.toString('utf8', at + 6, end));
           if (isObject(o)) this.#observe(o);
         } catch {
           // passRaw passes only JSON objects; nothing else to watch
@@ -256,5 +292,57 @@ export class SpliceStream implements StreamProtocol {
       }
       at = end + 2;
     }
+  }
+
+  /**
+   * The common chunk read in one pass over its bytes, without a parse (the hot path of a stream that may fail over):
+   * one choice, index 0, no role, finish, tool call or reasoning, and its text (if any) as `"content":"…"` (chat) or
+   * `"text":"…"` (completions). Strings are skipped whole, so a key is only ever found where a key is. False when the
+   * chunk is not that plain (it is parsed then), or when no chunk has been parsed yet (the envelope is read from one).
+   */
+  #observePlain(buf: Buffer, from: number, to: number): boolean {
+    if (this.#envelope === undefined) return false;
+    const textKey = this.#kind === 'chat' ? CONTENT : TEXT;
+    let indexes = 0;
+    let p = from;
+    while (p < to) {
+      if (buf[p] !== QUOTE) {
+        p++;
+        continue;
+      }
+      const n = buf[p + 1];
+      if (n === 0x69 /* i */ && holds(buf, p, INDEX)) {
+        p = skipSpace(buf, p + INDEX.length);
+        if (buf[p] !== 0x30 || isDigit(buf[p + 1] ?? 0) || ++indexes > 1) return false;
+        continue;
+      }
+      if (n === 0x66 /* f */ && holds(buf, p, FINISH)) {
+        p = skipSpace(buf, p + FINISH.length);
+        if (buf[p] !== 0x6e /* null */) return false;
+        continue;
+      }
+      if ((n === 0x72 /* r */ && (holds(buf, p, ROLE) || holds(buf, p, REASONING))) || (n === 0x74 /* t */ && holds(buf, p, TOOL_CALLS)) || (n === 0x66 && holds(buf, p, FUNCTION_CALL))) {
+        return false;
+      }
+      if (n === textKey[1] && holds(buf, p, textKey)) {
+        const start = skipSpace(buf, p + textKey.length);
+        if (buf[start] !== QUOTE) {
+          p = start; // null: no text
+          continue;
+        }
+        const end = stringEnd(buf, start, to);
+        if (end === -1) return false;
+        if (end > start + 1) {
+          const escaped = buf.indexOf(BACKSLASH, start) !== -1 && buf.indexOf(BACKSLASH, start) < end;
+          this.#add(escaped ? (JSON.parse(buf.toString('utf8', start, end + 1)) as string) : buf.toString('utf8', start + 1, end));
+        }
+        p = end + 1;
+        continue;
+      }
+      const end = stringEnd(buf, p, to);
+      if (end === -1) return false;
+      p = end + 1;
+    }
+    return indexes === 1;
   }
 }
