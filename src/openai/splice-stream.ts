@@ -225,9 +225,9 @@ export class SpliceStream implements StreamProtocol {
         const d = isObject(c) ? c['delta'] : undefined;
         if (!isObject(d) || !('role' in d)) continue;
         delete d['role'];
-        // The continuation's own role chunk: the client has had one.
+        // The continuation's own role chunk: the client has had one. Usage on it (on every chunk) says nothing new.
         const empty = Object.values(d).every((v) => v === null || v === '') && (c as Json)['finish_reason'] == null && (c as Json)['logprobs'] == null;
-        if (empty && choices.length === 1 && !isObject(o['usage'])) return false;
+        if (empty && choices.length === 1) return false;
       }
     }
     const u = o['usage'];
