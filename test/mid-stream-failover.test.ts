@@ -5,6 +5,7 @@ import type { Simulator, SimulatorOptions } from '../src/sim/server.ts';
 import type { SimTiming } from '../src/sim/options.ts';
 import { chatBody, gateway, httpServer, once, post, sim } from './helpers/gateway.ts';
 import { assemble, assertOpenAIStream } from './helpers/openai-stream.ts';
+import { muxText, openSocket, wsUrl } from './helpers/ws.ts';
 
 // Mid-stream failover (issue 15, docs/failover.md): an engine that fails after tokens reached the client is replaced
 // by another replica that continues the answer, spliced into the same client stream. Real simulators on loopback,
@@ -365,4 +366,16 @@ test('a failure before any token reached the client resends the request as it wa
   assert.ok(got.done);
   assert.equal(got.text, (await uninterrupted(a!, chatBody())).text);
   assert.equal((await bSeen).body['continue_final_message'], undefined);
+});
+
+test('/v1/ws: a generation over the multiplexed WebSocket fails over the same way', async (t) => {
+  const [a, b] = await replicas(t, { fail: 'drop', failAfter: 7 }, {});
+  const g = await gateway(t, { upstreams: upstreamsOf([a!, b!]), failover: { mid_stream: true } });
+  const ws = await openSocket(t, wsUrl(g.url, '/ws'));
+  ws.send({ type: 'create', id: 'x', body: { model: 'sluice-sim', messages: [{ role: 'user', content: 'Hello' }] } });
+  await ws.waitFor((m) => m['id'] === 'x' && (m['type'] === 'done' || m['type'] === 'error'));
+  assert.deepEqual(ws.of('x').map((r) => r.msg['type']).at(-1), 'done');
+  assert.equal(muxText(ws.of('x')), (await uninterrupted(b!, chatBody())).text);
+  assert.equal(new Set(ws.of('x').filter((r) => r.msg['type'] === 'chunk').map((r) => (r.msg['data'] as Json)['id'])).size, 1);
+  assert.deepEqual(g.logs.at(-1)!.failovers?.map((f) => f.reason), ['connection_lost']);
 });
