@@ -379,3 +379,14 @@ test('/v1/ws: a generation over the multiplexed WebSocket fails over the same wa
   assert.equal(new Set(ws.of('x').filter((r) => r.msg['type'] === 'chunk').map((r) => (r.msg['data'] as Json)['id'])).size, 1);
   assert.deepEqual(g.logs.at(-1)!.failovers?.map((f) => f.reason), ['connection_lost']);
 });
+
+test('a replacement that answers but never sends a token is replaced in turn after timeouts.first_byte_ms', async (t) => {
+  const [a, b, c] = await replicas(t, { fail: 'drop', failAfter: 6 }, { ttftMs: 3_000 }, {});
+  const g = await gateway(t, { upstreams: upstreamsOf([a!, b!, c!]), failover: { mid_stream: true, max_mid_stream: 2 }, timeouts: { first_byte_ms: 400 } });
+  const bAborted = once(b!.events, 'aborted');
+  const got = await stream(g.url, chatBody());
+  assert.ok(got.done);
+  assert.equal(got.text, (await uninterrupted(c!, chatBody())).text);
+  assert.deepEqual(g.logs.at(-1)!.failovers?.map((f) => `${f.from}>${f.to}:${f.reason}`), ['a>b:connection_lost', 'b>c:first_byte_timeout']);
+  await bAborted; // B's request was aborted, not left generating
+});

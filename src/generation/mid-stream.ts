@@ -152,6 +152,8 @@ function reasonOf(err: SluiceError): MidStreamReason | undefined {
       return 'connection_lost';
     case 'SLUICE_UPSTREAM_IDLE_TIMEOUT':
       return 'idle_timeout';
+    case 'SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT':
+      return 'first_byte_timeout';
     case 'SLUICE_UPSTREAM_ERROR':
       return 'error_frame';
     default:

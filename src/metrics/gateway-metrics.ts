@@ -40,7 +40,7 @@ export interface GenerationRecord {
 export type FailoverReason = 'connect_error' | 'connect_timeout' | 'status_5xx' | 'status_429' | 'bad_response';
 
 /** Why a stream moved to another replica after tokens reached its client (docs/failover.md). */
-export type MidStreamReason = 'connection_lost' | 'idle_timeout' | 'error_frame';
+export type MidStreamReason = 'connection_lost' | 'idle_timeout' | 'first_byte_timeout' | 'error_frame';
 
 /** Why a failed stream was not moved to another replica although mid-stream failover is on. */
 export type MidStreamRefusal = 'hop_limit' | 'not_exact' | 'no_replica';

@@ -164,7 +164,9 @@ export class StreamRelay implements Tickable {
     }
     if (phase !== 'streaming') {
       if (t.firstByteMs > 0 && now - this.#waitFrom >= t.firstByteMs) {
-        return this.#timeout('SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT', `upstream sent no event within ${t.firstByteMs} ms`);
+        const err = new SluiceError('SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT', `upstream sent no event within ${t.firstByteMs} ms`);
+        // An attached upstream that never sent an event has failed like one that went silent: the hook may replace it.
+        return phase === 'waiting' ? this.#upstreamFailed('timeout', err) : this.#finish('timeout', err);
       }
     } else if (t.idleMs > 0 && now - this.#lastReadAt >= t.idleMs) {
       return this.#upstreamFailed('timeout', new SluiceError('SLUICE_UPSTREAM_IDLE_TIMEOUT', `upstream sent nothing for ${t.idleMs} ms`));
