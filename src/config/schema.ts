@@ -223,6 +223,17 @@ export const configSchema = z.strictObject({
       continuous_usage: z.boolean().default(true),
     })
     .prefault({}),
+  /** Continuing a stream on another replica when its engine fails after tokens reached the client (docs/failover.md). */
+  failover: z
+    .strictObject({
+      /** Opt-in: splice another replica's continuation of the answer so far into the same client stream. */
+      mid_stream: z.boolean().default(false),
+      /** Most mid-stream failovers of one stream. */
+      max_mid_stream: z.number().int().min(0).default(1),
+      /** Per model (the name clients request, or the id it resolves to): these keys, over the global ones. */
+      models: z.record(z.string().min(1), z.strictObject({ mid_stream: z.boolean().optional(), max_mid_stream: z.number().int().min(0).optional() })).default({}),
+    })
+    .prefault({}),
   /** Prometheus metrics on GET /metrics (docs/metrics.md). */
   metrics: z
     .strictObject({

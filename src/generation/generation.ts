@@ -4,6 +4,9 @@ import { readUsage } from '../openai/usage.ts';
 import { createNormalizer } from '../openai/dialects/create-normalizer.ts';
 import { createResponsesNormalizer } from '../openai/dialects/responses-events.ts';
 import { ChatStream } from '../openai/chat-stream.ts';
+import { SpliceStream } from '../openai/splice-stream.ts';
+import type { UpstreamStream } from '../relay/protocol.ts';
+import { MidStreamFailover, midStreamHops } from './mid-stream.ts';
 import { ResponsesStream } from '../openai/responses-stream.ts';
 import { StreamRelay, type Outcome, type RelayResult } from '../relay/stream-relay.ts';
 import type { StreamWriter } from '../relay/writer.ts';
@@ -160,6 +163,7 @@ export class Generation {
     }
     const ctx = this.#ctx;
     const t = ctx.config.timeouts;
+    const kind = this.#kind;
     let forwarded: Forwarded | undefined;
     if (this.hopReport && writer.comment !== undefined) {
       const w = writer as StreamWriter & { comment(text: string): void };
@@ -168,19 +172,24 @@ export class Generation {
         return JSON.stringify(trace === undefined || forwarded === undefined ? { v: 1, upstream: null } : hopReport(trace, this.#startedPerf, forwarded.upstream.name));
       });
     }
+    const chat = (): ChatStream => new ChatStream({ usage: { final: parsed.wantsUsage, continuous: parsed.wantsContinuousUsage }, choices: parsed.choices });
+    // Mid-stream failover (docs/failover.md): a stream that can be continued on another replica, when it is on.
+    const modelId = ctx.registry.resolve(parsed.model);
+    const hops = midStreamHops(ctx.config, parsed, modelId);
+    const splice = hops === undefined ? undefined : new SpliceStream(kind === 'completion' ? 'completion' : 'chat', chat);
+    let mid: MidStreamFailover | undefined;
     const relay = new StreamRelay({
-      protocol:
-        this.#kind === 'responses'
-          ? new ResponsesStream()
-          : new ChatStream({ usage: { final: parsed.wantsUsage, continuous: parsed.wantsContinuousUsage }, choices: parsed.choices }),
+      protocol: kind === 'responses' ? new ResponsesStream() : (splice ?? chat()),
       writer,
       ticker: ctx.ticker,
       heartbeatMs: ctx.config.heartbeat_ms,
       timeouts: { firstByteMs: t.first_byte_ms, idleMs: t.idle_ms, totalMs: t.total_ms, clientStallMs: t.client_stall_ms },
       maxEventBytes: ctx.config.limits.max_event_bytes,
+      onUpstreamFailure: splice && ((err) => mid?.onFailure(err) ?? false),
       onFinish: (r) => {
         forwarded?.release();
         if (forwarded !== undefined && this.#trace !== undefined) this.#foldArrivals(forwarded.upstream, this.#trace);
+        mid?.release();
         ctx.metrics?.streamEnded(this.#model);
         this.#finishStream(r, writer.opened);
       },
@@ -203,19 +212,24 @@ export class Generation {
     trace.server = headerText(forwarded.response.headers['server']);
     trace.via = headerText(forwarded.response.headers['via']);
     this.#trace = trace;
-    const kind = this.#kind;
+    // The engine's dialect is normalized on the way through (none for vLLM: its stream is OpenAI's already). The
+    // arrival trace (the hop report, the buffering signature) follows the first upstream only.
+    const source = (u: Upstream): UpstreamStream => ({
+      upstream: u,
+      trace: u === upstream ? trace : undefined,
+      continuousUsage: routed.continuousUsage(u),
+      responsesNormalizer: kind === 'responses' ? createResponsesNormalizer(u.activeDialect, parsed.model) : undefined,
+      normalizer:
+        kind === 'responses' || kind === 'embeddings'
+          ? undefined
+          : createNormalizer(u.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields }),
+    });
+    if (splice !== undefined && hops !== undefined) {
+      const o = { ctx, parsed, modelId, maxHops: hops, relay, splice, log: this.log, path: UPSTREAM_PATHS[kind], headers: routed.headers, source, continuousUsage: routed.continuousUsage };
+      mid = new MidStreamFailover(o, forwarded);
+    }
     try {
-      // The engine's dialect is normalized on the way through (none for vLLM: its stream is OpenAI's already).
-      await attachStreamAnswer(relay, forwarded, () => ({
-        upstream,
-        trace,
-        continuousUsage: routed.continuousUsage(upstream),
-        responsesNormalizer: kind === 'responses' ? createResponsesNormalizer(upstream.activeDialect, parsed.model) : undefined,
-        normalizer:
-          kind === 'responses' || kind === 'embeddings'
-            ? undefined
-            : createNormalizer(upstream.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields }),
-      }));
+      await attachStreamAnswer(relay, forwarded, () => source(upstream));
     } catch (err) {
       relay.fail(toSluiceError(err));
     }

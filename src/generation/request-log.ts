@@ -22,6 +22,10 @@ export interface RequestLogEntry {
   duration_ms: number;
   outcome: string;
   error_code: string | undefined;
+  /** Mid-stream failovers (docs/failover.md): the replica that failed, the one that took over, why, after how many tokens. */
+  failovers?: Array<{ from: string; to?: string; reason: string; after_tokens: number }>;
+  /** Why a stream that failed mid-answer was not failed over although mid-stream failover is on. */
+  failover_refused?: string;
 }
 
 export type RequestLogger = (entry: RequestLogEntry) => void;
@@ -56,6 +60,8 @@ export function requestText(e: RequestLogEntry, level: LogLevel): string {
     // Counted from the relayed chunks rather than reported by the engine (docs/metering.md): said, since it may differ.
     words.push(`tokens=${e.tokens_in ?? '-'}/${e.tokens_out ?? '-'}${e.tokens_source === 'counted' ? ' (counted)' : ''}`);
   }
+  for (const f of e.failovers ?? []) words.push(`failover=${textValue(`${f.from}>${f.to ?? '-'}:${f.reason}@${f.after_tokens}`)}`);
+  if (e.failover_refused !== undefined) words.push(`failover_refused=${textValue(e.failover_refused)}`);
   words.push(`${e.duration_ms}ms`, `id=${textValue(e.id)}`);
   return words.join(' ');
 }

@@ -39,6 +39,12 @@ export interface GenerationRecord {
 /** Why a request moved on to another replica before its first byte. */
 export type FailoverReason = 'connect_error' | 'connect_timeout' | 'status_5xx' | 'status_429' | 'bad_response';
 
+/** Why a stream moved to another replica after tokens reached its client (docs/failover.md). */
+export type MidStreamReason = 'connection_lost' | 'idle_timeout' | 'first_byte_timeout' | 'error_frame';
+
+/** Why a failed stream was not moved to another replica although mid-stream failover is on. */
+export type MidStreamRefusal = 'hop_limit' | 'not_exact' | 'no_replica';
+
 /**
  * The gateway's Prometheus metrics (docs/metrics.md), on a registry of its own so that two gateways in one process
  * (tests, embedding) do not mix figures. Labels are bounded: endpoints are a fixed set, models and upstreams come from
@@ -53,6 +59,8 @@ export class GatewayMetrics {
   readonly #tokens: Counter<'model' | 'type' | 'source'>;
   readonly #inFlight: Gauge<'model'>;
   readonly #failovers: Counter<'reason'>;
+  readonly #midStream: Counter<'reason' | 'from' | 'to'>;
+  readonly #midStreamRefused: Counter<'reason'>;
   readonly #heartbeats: Counter;
   readonly #overhead: Histogram;
 
@@ -147,6 +155,18 @@ export class GatewayMetrics {
       },
     });
     this.#failovers = new Counter({ name: 'sluice_failovers_total', help: 'Requests moved to another replica before their first byte, by reason.', labelNames: ['reason'], registers });
+    this.#midStream = new Counter({
+      name: 'sluice_mid_stream_failovers_total',
+      help: 'Streams continued on another replica after tokens reached the client, by reason, the replica that failed and the one that took over.',
+      labelNames: ['reason', 'from', 'to'],
+      registers,
+    });
+    this.#midStreamRefused = new Counter({
+      name: 'sluice_mid_stream_failovers_refused_total',
+      help: 'Streams that failed mid-answer with mid-stream failover on but were not continued elsewhere, by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
     this.#heartbeats = new Counter({ name: 'sluice_heartbeats_total', help: 'SSE heartbeats (`: keep-alive`) written.', registers });
     this.#overhead = new Histogram({
       name: 'sluice_overhead_seconds',
@@ -167,6 +187,14 @@ export class GatewayMetrics {
 
   failover(reason: FailoverReason): void {
     this.#failovers.inc({ reason });
+  }
+
+  midStreamFailover(reason: MidStreamReason, from: string, to: string): void {
+    this.#midStream.inc({ reason, from, to });
+  }
+
+  midStreamRefused(reason: MidStreamRefusal): void {
+    this.#midStreamRefused.inc({ reason });
   }
 
   /** Records a finished generation. */

@@ -33,6 +33,13 @@ export interface RelayOptions {
   timeouts: RelayTimeouts;
   maxEventBytes: number;
   onFinish(result: RelayResult): void;
+  /**
+   * An attached upstream failed (its connection lost, an error event, a cut answer, the idle timeout): return true to
+   * take the failure over (mid-stream failover, src/generation/mid-stream.ts). The relay then lets that upstream go,
+   * keeps the client stream open (heartbeats, the total timeout, and the first-byte timeout from now) and waits for
+   * `attach` with another; false, or no hook, ends the stream with the error.
+   */
+  onUpstreamFailure?: ((err: SluiceError) => boolean) | undefined;
 }
 
 export interface RelayResult {
@@ -78,6 +85,8 @@ export class StreamRelay implements Tickable {
   /** Created on the first read that needs it (reads passed through byte for byte never do). */
   #parser: SseParser | undefined;
   readonly #startedAt: number;
+  /** Since when the first-byte timeout runs: the start, or the moment the stream began waiting for another upstream. */
+  #waitFrom: number;
   #body: UpstreamSource | undefined;
   /** Reads may be offered to the protocol's byte pass-through (decided per attached upstream). */
   #rawOk = false;
@@ -94,6 +103,7 @@ export class StreamRelay implements Tickable {
     this.#protocol = options.protocol;
     options.ticker.add(this);
     this.#startedAt = options.ticker.now;
+    this.#waitFrom = this.#startedAt;
     this.#lastWriteAt = this.#startedAt;
   }
 
@@ -123,11 +133,13 @@ export class StreamRelay implements Tickable {
     if (this.#phase === 'connecting') this.#phase = 'waiting';
     this.#o.writer.open();
     this.#lastReadAt = this.#o.ticker.now;
+    // Only the upstream attached now is heard: one let go after a failure may still deliver what it had.
     body.consume({
-      data: (chunk) => this.#onData(chunk),
-      end: () => this.#onEnd(),
-      error: (err) => this.#onUpstreamError(err),
+      data: (chunk) => body === this.#body && this.#onData(chunk),
+      end: () => body === this.#body && this.#onEnd(),
+      error: (err) => body === this.#body && this.#onUpstreamError(err),
     });
+    if (this.#pausedSince !== 0 && body === this.#body) body.pause(); // attached while the client's buffer is full
   }
 
   /** The client connection closed. Before the end of the stream, this aborts the upstream at once. */
@@ -155,11 +167,13 @@ export class StreamRelay implements Tickable {
       return this.#timeout('SLUICE_TOTAL_TIMEOUT', `stream exceeded the total timeout of ${t.totalMs} ms`);
     }
     if (phase !== 'streaming') {
-      if (t.firstByteMs > 0 && now - this.#startedAt >= t.firstByteMs) {
-        return this.#timeout('SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT', `upstream sent no event within ${t.firstByteMs} ms`);
+      if (t.firstByteMs > 0 && now - this.#waitFrom >= t.firstByteMs) {
+        const err = new SluiceError('SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT', `upstream sent no event within ${t.firstByteMs} ms`);
+        // An attached upstream that never sent an event has failed like one that went silent: the hook may replace it.
+        return phase === 'waiting' ? this.#upstreamFailed('timeout', err) : this.#finish('timeout', err);
       }
     } else if (t.idleMs > 0 && now - this.#lastReadAt >= t.idleMs) {
-      return this.#timeout('SLUICE_UPSTREAM_IDLE_TIMEOUT', `upstream sent nothing for ${t.idleMs} ms`);
+      return this.#upstreamFailed('timeout', new SluiceError('SLUICE_UPSTREAM_IDLE_TIMEOUT', `upstream sent nothing for ${t.idleMs} ms`));
     }
     if (now - this.#lastWriteAt >= o.heartbeatMs) {
       // Commits the stream if the upstream has not answered yet: from here on, failures become error events.
@@ -176,7 +190,7 @@ export class StreamRelay implements Tickable {
 
   #firstEvent(): void {
     this.#phase = 'streaming';
-    this.#firstEventPerf = this.#lastEventPerf;
+    this.#firstEventPerf ??= this.#lastEventPerf; // another upstream's first event is not the stream's
   }
 
   #onData(chunk: Buffer): void {
@@ -197,17 +211,23 @@ export class StreamRelay implements Tickable {
         return this.#afterWrite((w.writeRaw as (frames: Buffer) => boolean)(out));
       }
     }
-    parser ??= this.#parser = createParser({ onEvent: (ev) => this.#onEvent(ev) }, { maxBufferBytes: this.#o.maxEventBytes });
+    parser ??= this.#parser = this.#newParser();
     try {
       parser.feed(chunk);
     } catch (err) {
       if (err instanceof SseBufferOverflowError) {
-        this.#finish('upstream_error', upstreamFailure({ kind: 'bad_response', message: err.message }));
+        this.#upstreamFailed('upstream_error', upstreamFailure({ kind: 'bad_response', message: err.message }));
         return;
       }
       throw err;
     }
     if (!this.finished) this.#flush(); // the events just parsed may have ended it
+  }
+
+  /** A parser for the attached upstream: once that upstream is let go, the rest of the read it was fed is not heard. */
+  #newParser(): SseParser {
+    const parser: SseParser = createParser({ onEvent: (ev) => parser === this.#parser && this.#onEvent(ev) }, { maxBufferBytes: this.#o.maxEventBytes });
+    return parser;
   }
 
   #onEvent(ev: SseEvent): void {
@@ -224,14 +244,29 @@ export class StreamRelay implements Tickable {
 
   #onUpstreamError(err: Error): void {
     if (this.#phase === 'ended') return;
-    this.#finish('truncated', upstreamFailure({ kind: 'truncated', message: `upstream connection failed mid-stream: ${err.message}`, cause: err }));
+    this.#upstreamFailed('truncated', upstreamFailure({ kind: 'truncated', message: `upstream connection failed mid-stream: ${err.message}`, cause: err }));
+  }
+
+  /** The attached upstream failed: the hook may take it over (another upstream follows), else the stream ends. */
+  #upstreamFailed(outcome: Outcome, err: SluiceError): void {
+    if (this.#phase === 'ended') return;
+    const body = this.#body;
+    if (body !== undefined && this.#o.onUpstreamFailure?.(err) === true && (this.#phase as Phase) !== 'ended') {
+      body.destroy(); // frees the engine, and the socket of one that hung with its connection open
+      this.#body = undefined;
+      this.#parser = undefined;
+      this.#phase = 'connecting';
+      this.#waitFrom = this.#o.ticker.now;
+      return;
+    }
+    this.#finish(outcome, err);
   }
 
   /** Acts on what the protocol said an event (or the body's end) meant. */
   #settle(v: EventVerdict): void {
     if (v === undefined) return;
     if (v === 'end') this.#finish('completed', undefined);
-    else this.#finish(v.code === 'SLUICE_UPSTREAM_TRUNCATED' ? 'truncated' : 'upstream_error', v);
+    else this.#upstreamFailed(v.code === 'SLUICE_UPSTREAM_TRUNCATED' ? 'truncated' : 'upstream_error', v);
   }
 
   #flush(): void {

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { DEFAULT_TIMING, mergeSimOptions, type SimTiming } from './options.ts';
 import { SimEngine, type SimEngineOptions, type SimSlot } from './engine.ts';
 import { countPromptTokens, seedOf, simToken } from './text.ts';
+import { chatContinuation, completionContinuation } from './continuation.ts';
 import type { SimDialect, SimLogprob, SimToolCall, StreamContext, Usage } from './dialects/dialect.ts';
 import { SIM_DIALECTS, type SimDialectName } from './dialects/sim-dialects.ts';
 
@@ -169,14 +170,20 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       );
     }
     const promptText = JSON.stringify(body['messages'] ?? body['prompt'] ?? body['input'] ?? body['text'] ?? '');
-    const seed = seedOf(promptText);
     const maxTokens = body['max_tokens'] ?? body['max_completion_tokens'] ?? body['max_output_tokens'];
     const limit = typeof maxTokens === 'number' && maxTokens > 0 ? maxTokens : Infinity;
     const kind = path === '/v1/chat/completions' ? 'chat' : path === '/v1/completions' ? 'completion' : path === '/v1/responses' ? 'responses' : null;
-    const toolCall = kind === 'chat' && timing.tools ? simToolCall(body) : undefined;
-    const reasoningCount = kind === 'chat' ? Math.min(timing.reasoning, limit) : 0;
-    const count = toolCall ? 0 : Math.min(timing.tokens, limit - reasoningCount);
-    const reason = toolCall ? 'tool_calls' : count < timing.tokens ? 'length' : 'stop';
+    // A request holding the beginning of its answer (a prefilled assistant message, a prompt ending with it) gets the
+    // rest of that answer: the same seed, from the token after it (src/sim/continuation.ts).
+    const cont = kind === 'chat' ? chatContinuation(body) : kind === 'completion' ? completionContinuation(body['prompt'], timing.tokens) : undefined;
+    if (cont !== undefined && 'error' in cont) return sendJson(res, 400, dialect.errorBody(cont.error, 400, 'BadRequestError'));
+    const seed = cont?.seed ?? seedOf(promptText);
+    const offset = cont?.offset ?? 0;
+    const answerTokens = Math.max(0, timing.tokens - offset);
+    const toolCall = kind === 'chat' && timing.tools && cont === undefined ? simToolCall(body) : undefined;
+    const reasoningCount = kind === 'chat' && cont === undefined ? Math.min(timing.reasoning, limit) : 0;
+    const count = toolCall ? 0 : Math.min(answerTokens, limit - reasoningCount);
+    const reason = toolCall ? 'tool_calls' : count < answerTokens ? 'length' : 'stop';
     const n = typeof body['n'] === 'number' && body['n'] > 1 ? Math.min(body['n'], 8, dialect.maxChoices) : 1;
     const promptTokens = countPromptTokens(promptText);
     const perChoice = reasoningCount + (toolCall ? TOOL_CALL_TOKENS : count);
@@ -188,7 +195,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       return sendJson(res, 400, dialect.errorBody('`messages` is required', 400, 'BadRequestError'));
     }
 
-    const tokenText = (i: number): string => (timing.probe ? probeToken() : simToken(i, seed));
+    const tokenText = (i: number): string => (timing.probe ? probeToken() : simToken(i + offset, seed));
     stats.started++;
     stats.inFlight++;
     let finished = false;

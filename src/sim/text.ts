@@ -2,11 +2,14 @@
  * Deterministic text for the simulator. It never pretends to be a model: the words say what they are. A few
  * multibyte characters are mixed in on purpose, so that every hop is exercised with UTF-8 split across reads.
  */
-const WORDS = (
+const WORDS: readonly string[] = (
   'This is the Sluice simulator streaming tokens with realistic timing so that gateways proxies and clients can be ' +
   'tested without a GPU . Every token arrives on its own , and héllo wörld ☕ 日本語 🚀 show that multibyte text ' +
   'survives each hop . No model is running here ; these words are generated from a fixed list .'
 ).split(' ');
+
+/** The simulator's vocabulary, in order: answers walk through it from a seed. */
+export const SIM_WORDS = WORDS;
 
 /** The i-th token of a simulated answer (0-based): a word with a leading space except the first. */
 export function simToken(i: number, seed: number): string {
