@@ -29,6 +29,8 @@ export interface ConsoleRequest {
   tokens_out: number | null;
   tokens_source: 'reported' | 'counted' | null;
   duration_ms: number | null;
+  /** Mid-stream failovers (docs/failover.md), ms after the request's arrival; absent when there were none. */
+  events?: Array<{ at_ms: number; type: 'failover'; from: string; to: string | null; reason: string }>;
 }
 
 interface Running {
@@ -175,5 +177,6 @@ function toRequest(e: RequestLogEntry, key: string | null, startedAt: number, ou
     tokens_out: running ? null : (e.tokens_out ?? null),
     tokens_source: running ? null : (e.tokens_source ?? null),
     duration_ms: running ? null : e.duration_ms,
+    ...(e.failovers === undefined ? {} : { events: e.failovers.map((f) => ({ at_ms: f.at_ms ?? 0, type: 'failover' as const, from: f.from, to: f.to ?? null, reason: f.reason })) }),
   };
 }

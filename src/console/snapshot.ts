@@ -45,14 +45,19 @@ export function consoleSnapshot(ctx: GatewayContext, monitor: ConsoleMonitor): C
     now: Date.now(),
     phase: ctx.lifecycle.phase,
     window_s: WINDOW_MS / 1000,
-    upstreams: ctx.registry.upstreams.map((u) => ({
-      name: u.name,
-      state: u.state,
-      in_flight: u.inFlight,
-      models: u.models.size,
-      last_error: u.state === 'up' ? null : (u.lastError ?? null),
-      ttft_ms: ttft.get(u.name) ?? null,
-    })),
+    upstreams: ctx.registry.upstreams.map((u) => {
+      const engine = ctx.router?.engineLoad(u);
+      return {
+        name: u.name,
+        state: u.state,
+        in_flight: u.inFlight,
+        models: u.models.size,
+        last_error: u.state === 'up' ? null : (u.lastError ?? null),
+        ttft_ms: ttft.get(u.name) ?? null,
+        ...(engine?.waiting === undefined ? {} : { queue: engine.waiting }),
+        ...(engine?.kvUsage === undefined ? {} : { kv_cache: engine.kvUsage }),
+      };
+    }),
     in_flight: { count: monitor.inFlightCount, requests: monitor.inFlight(MAX_IN_FLIGHT_SHOWN) },
     recent: monitor.recent(MAX_RECENT_SHOWN),
     keys: monitor.keyUsage(),

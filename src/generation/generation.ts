@@ -225,7 +225,7 @@ export class Generation {
           : createNormalizer(u.activeDialect, { kind, reasoningField: ctx.config.reasoning_field, stripVendorFields: ctx.config.strip_vendor_fields }),
     });
     if (splice !== undefined && hops !== undefined) {
-      const o = { ctx, parsed, modelId, maxHops: hops, relay, splice, log: this.log, path: UPSTREAM_PATHS[kind], headers: routed.headers, source, continuousUsage: routed.continuousUsage };
+      const o = { ctx, startedPerf: this.#startedPerf, parsed, modelId, maxHops: hops, relay, splice, log: this.log, path: UPSTREAM_PATHS[kind], headers: routed.headers, source, continuousUsage: routed.continuousUsage };
       mid = new MidStreamFailover(o, forwarded);
     }
     try {

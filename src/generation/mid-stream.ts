@@ -34,6 +34,8 @@ export function midStreamHops(config: Config, parsed: ParsedRequest, resolved: s
 /** What a mid-stream failover needs of its generation. */
 export interface MidStreamOptions {
   ctx: GatewayContext;
+  /** `performance.now()` at the request's arrival: failovers are timed from it (the console's timeline). */
+  startedPerf?: number | undefined;
   parsed: ParsedRequest;
   /** The model id upstreams know (an alias resolved). */
   modelId: string;
@@ -102,7 +104,9 @@ export class MidStreamFailover {
     // An engine whose connection broke or that went silent is skipped by routing for a while (src/upstream/upstream.ts).
     if (reason !== 'error_frame') from.markFailed(err.message);
     this.#current.release();
-    const record: { from: string; to?: string; reason: MidStreamReason; after_tokens: number } = { from: from.name, reason, after_tokens: answer.tokens };
+    const record: { from: string; to?: string; reason: MidStreamReason; after_tokens: number; at_ms?: number } = { from: from.name, reason, after_tokens: answer.tokens };
+    // Since the request's arrival, for the console's timeline.
+    if (o.startedPerf !== undefined) record.at_ms = Math.round(performance.now() - o.startedPerf);
     (o.log.failovers ??= []).push(record);
     void this.#continue(candidates, answer, record, err);
     return true;

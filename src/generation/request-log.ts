@@ -23,7 +23,7 @@ export interface RequestLogEntry {
   outcome: string;
   error_code: string | undefined;
   /** Mid-stream failovers (docs/failover.md): the replica that failed, the one that took over, why, after how many tokens. */
-  failovers?: Array<{ from: string; to?: string; reason: string; after_tokens: number }>;
+  failovers?: Array<{ from: string; to?: string; reason: string; after_tokens: number; at_ms?: number }>;
   /** Why a stream that failed mid-answer was not failed over although mid-stream failover is on. */
   failover_refused?: string;
 }

@@ -322,6 +322,11 @@ export class Router {
     engineGauge('sluice_upstream_engine_kv_usage', 'The engine\'s KV-cache usage, 0-1, as last scraped (absent while unknown or stale).', (l) => l.kvUsage);
   }
 
+  /** The upstream's engine figures as last scraped, when fresh (the console's live view); undefined otherwise. */
+  engineLoad(u: Upstream): EngineScraperFigures | undefined {
+    return this.#scrapers.get(u)?.fresh(performance.now(), this.#config.metrics.stale_ms)?.load;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#wakeTimer !== undefined) clearInterval(this.#wakeTimer);
