@@ -383,7 +383,7 @@ async function finish(run) {
     if (r.ok) {
       const rec = await r.json();
       if (rec.outcome !== 'in_flight') {
-        // Failover and resume events, when the gateway records them (docs/console.md, "Fields to come").
+        // Failover and resume events, when the gateway records them (docs/console.md, "Engine figures and events").
         if (Array.isArray(rec.events)) {
           run.events = rec.events.filter((e) => e && typeof e.at_ms === 'number');
           drawTimeline(run);
