@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   SLUICE_CLIENT_ABORTED: { status: 499, type: 'invalid_request_error' },
   SLUICE_CLIENT_STALLED: { status: 408, type: 'timeout_error' },
   SLUICE_SHUTTING_DOWN: { status: 503, type: 'server_error' },
+  /** The shared state store (Redis) has been down longer than `state.outage_grace_ms`: a limited key cannot be admitted. */
+  SLUICE_STATE_STORE_UNAVAILABLE: { status: 503, type: 'server_error' },
   SLUICE_ORIGIN_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
   SLUICE_HOST_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
   SLUICE_WS_INVALID_MESSAGE: { status: 400, type: 'invalid_request_error' },

@@ -69,7 +69,9 @@ export class KeyRing {
           next.set(record.hash, { record, digest: Buffer.from(record.hash, 'hex') });
         }
         this.#keys = next;
-        this.#anyStored = all.length > 0;
+        // Once on, stays on: a store that comes back empty (a Redis without persistence that restarted) must not
+        // open the gateway to everyone.
+        this.#anyStored ||= all.length > 0;
         this.#version = v;
       }
       if (this.#warned) this.#notice(`state store ${store.url} is reachable again; keys refreshed`);

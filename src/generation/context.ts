@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.ts';
 import type { Registry } from '../upstream/registry.ts';
 import type { Ticker } from '../relay/ticker.ts';
 import type { KeyRing } from '../auth/key-ring.ts';
-import type { Limiter } from '../limits/limiter.ts';
+import type { RateLimiter } from '../limits/limiter.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
@@ -23,8 +23,8 @@ export interface GatewayContext {
   ticker: Ticker;
   /** Client keys: static and stored (src/auth/key-ring.ts). */
   keys: KeyRing;
-  /** Per-key limits of this process. */
-  limiter: Limiter;
+  /** Per-key limits: this process's (`Limiter`) or shared through Redis (src/limits/redis-limiter.ts). */
+  limiter: RateLimiter;
   /** The usage ledger; undefined without a state store. */
   ledger: Ledger | undefined;
   log: RequestLogger;
