@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   SLUICE_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
   SLUICE_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
   SLUICE_MODEL_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
+  /** The admin API was asked to create a key whose name a live key has. */
+  SLUICE_KEY_EXISTS: { status: 409, type: 'invalid_request_error' },
   SLUICE_RATE_LIMITED: { status: 429, type: 'rate_limit_error' },
   SLUICE_NO_HEALTHY_UPSTREAM: { status: 503, type: 'server_error' },
   SLUICE_UPSTREAM_CONNECT_ERROR: { status: 502, type: 'server_error' },

@@ -8,6 +8,8 @@ import { KeyChecker } from './auth/key-checker.ts';
 import { requestLogger, type RequestLogger } from './generation/request-log.ts';
 import { Logger, type EventLog } from './logger.ts';
 import { KeyRing } from './auth/key-ring.ts';
+import { AdminKey } from './auth/admin-key.ts';
+import { AdminApi } from './admin/admin-api.ts';
 import { Limiter, type RateLimiter } from './limits/limiter.ts';
 import type { RedisStore } from './state/redis-store.ts';
 import { Ledger } from './ledger/ledger.ts';
@@ -123,6 +125,7 @@ export async function startGatewayWithConfig(
     generations: new Set(),
     lifecycle: { phase: 'serving' },
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
+    admin: config.admin_key === undefined ? undefined : new AdminApi(new AdminKey(config.admin_key), store, keys),
   };
   if (store !== undefined) ctx.metrics?.watchState(store, ledger);
   const hub = new WebSocketHub(ctx);

@@ -8,6 +8,7 @@ import type { RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
+import type { AdminApi } from '../admin/admin-api.ts';
 
 /**
  * Where a gateway is in its life (src/shutdown.ts): `serving`; `announcing` its shutdown (SIGTERM: `/ready` answers
@@ -35,6 +36,8 @@ export interface GatewayContext {
   generations: Set<Generation>;
   /** Read by the HTTP handler for `/ready` and to send clients elsewhere once shutdown began. */
   lifecycle: { readonly phase: LifecyclePhase };
+  /** The admin API under /admin/; undefined without `admin_key` (then /admin/ is 404). */
+  admin?: AdminApi | undefined;
   /** Prometheus metrics; undefined when `metrics.enabled` is false. */
   metrics: GatewayMetrics | undefined;
 }
