@@ -38,12 +38,7 @@ export class AdminApi {
     this.#keys = keys;
   }
 
-  /** Whether a path is the admin API's. */
-  static owns(path: string): boolean {
-    return path === '/admin' || path.startsWith('/admin/');
-  }
-
-  /** Answers one request under `/admin/`. */
+  /** Answers one request under `/admin/` (src/http/server.ts routes `/admin` and `/admin/…` here). */
   async handle(req: HttpRequest, res: HttpResponse, path: string, query: string): Promise<void> {
     try {
       // The key first, before anything about the path is told: an unknown route is a 401 too without the key.

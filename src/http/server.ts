@@ -8,7 +8,6 @@ import { sendJsonError } from './send-error.ts';
 import { hostRefusal } from '../auth/host-check.ts';
 import type { RequestKind } from '../openai/request.ts';
 import type { HttpRequest, HttpResponse } from './http-types.ts';
-import { AdminApi } from '../admin/admin-api.ts';
 
 const GENERATE_ROUTES: Record<string, RequestKind> = {
   '/v1/chat/completions': 'chat',
@@ -70,7 +69,7 @@ async function route(ctx: GatewayContext, cors: Cors, req: HttpRequest, res: Htt
   }
 
   // The operator's API: only with admin_key, and only with it (src/admin/admin-api.ts).
-  if (ctx.admin && AdminApi.owns(path)) return ctx.admin.handle(req, res, path, q === -1 ? '' : url.slice(q + 1));
+  if (ctx.admin && (path === '/admin' || path.startsWith('/admin/'))) return ctx.admin.handle(req, res, path, q === -1 ? '' : url.slice(q + 1));
 
   // Every /v1/ request: static keys and stored keys, from memory (src/auth/key-ring.ts).
   const principal = path.startsWith('/v1/') ? ctx.keys.authenticate(req.headers.authorization) : 'static';
