@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chatBody, gateway, post, sim } from './helpers/gateway.ts';
 import { startRedis } from './helpers/redis.ts';
+import { runCli } from './helpers/cli.ts';
 import { generateKey, hashKey, shownPrefix } from '../src/auth/api-key.ts';
 import { openStore, type KeyLimits, type UsageRecord } from '../src/state/store.ts';
+import type { RedisStore } from '../src/state/redis-store.ts';
 
 // Redis killed under a running gateway (issue 14, docs/keys.md "The store being down"): unknown keys stay refused and
 // nothing hangs; cached keys keep working; limited keys run on local counters for state.outage_grace_ms, then get
@@ -104,4 +106,62 @@ test('Redis killed mid-run: fail closed, cached keys, local limits for the grace
   }
   assert.equal(found.size, wanted.size, 'every request of the outage is in the ledger');
   assert.equal(sentWhileDown, 8, 'four before the outage, four during it (the 401 is not a generation)');
+});
+
+test('a Redis that stops answering (paused): no request waits longer than the command timeout, and it recovers', async (t) => {
+  const r = await startRedis(t);
+  const store = await openStore(r.url);
+  const key = generateKey();
+  await store.createKey({ ...NO_LIMITS, rpm: 1000, name: 'limited', hash: hashKey(key).toString('hex'), prefix: shownPrefix(key), created_at: Date.now(), revoked_at: null });
+  await store.close();
+  const s = await sim(t, { timing: { ttftMs: 0, itlMs: 0, tokens: 2 } });
+  const g = await gateway(t, { upstreams: [{ url: s.url, dialect: 'vllm' }], state: { url: r.url, refresh_ms: 100, ledger_flush_ms: 100 } });
+  const ask = async (k: string): Promise<{ status: number; ms: number; remaining: string | null }> => {
+    const started = performance.now();
+    const res = await post(`${g.url}/chat/completions`, chatBody({ stream: false }), { authorization: `Bearer ${k}` });
+    await res.text();
+    return { status: res.status, ms: performance.now() - started, remaining: res.headers.get('x-ratelimit-remaining-requests') };
+  };
+  assert.equal((await ask(key)).status, 200);
+  r.pause();
+  t.after(() => r.resume());
+  const unknown = await ask('sk-sluice-not-a-key');
+  assert.equal(unknown.status, 401);
+  assert.ok(unknown.ms < 500, `401 in ${unknown.ms.toFixed(0)} ms: keys are checked in memory`);
+  // The first admission waits for the command timeout (1 s), then runs on local counters; the next ones do not wait.
+  const first = await ask(key);
+  assert.equal(first.status, 200);
+  assert.ok(first.ms < 2_500, `admitted in ${first.ms.toFixed(0)} ms`);
+  assert.equal(first.remaining, '999', 'local counters');
+  const second = await ask(key);
+  assert.equal(second.status, 200);
+  assert.ok(second.ms < 500, `then in ${second.ms.toFixed(0)} ms`);
+  r.resume();
+  // Back: admissions are counted in Redis again (the reservation that timed out ran when Redis woke up, so it counts
+  // too: a lost reply errs on the side of the limit).
+  const check = (await openStore(r.url)) as RedisStore;
+  t.after(() => check.close());
+  const counted = (): Promise<number> => check.redis.zcard('sluice:rl:{limited}:req');
+  const deadline = Date.now() + 10_000;
+  let remote = false;
+  while (!remote && Date.now() < deadline) {
+    const before = await counted();
+    const res = await ask(key);
+    assert.equal(res.status, 200);
+    remote = (await counted()) === before + 1 && Number(res.remaining) === 1000 - before - 1;
+    if (!remote) await new Promise((res2) => setTimeout(res2, 100));
+  }
+  assert.ok(remote, 'counted in Redis again within 10 s');
+});
+
+test('sluice serve and sluice keys stop at start-up with one line when Redis cannot be reached; the password is not shown', async (t) => {
+  const r = await startRedis(t);
+  await r.kill();
+  const url = `redis://:open-sesame-123@127.0.0.1:${r.port}`;
+  for (const args of [['serve', '--port', '0', '--state', url], ['keys', 'list', '--state', url]]) {
+    const run = await runCli(args);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, new RegExp(`state\\.url redis://127\\.0\\.0\\.1:${r.port}: cannot connect \\(connect ECONNREFUSED`));
+    assert.doesNotMatch(run.stderr + run.stdout, /open-sesame/);
+  }
 });

@@ -67,7 +67,7 @@ export class AdminApi {
       const name = body['name'];
       if (typeof name !== 'string' || !KEY_NAME.test(name)) throw new KeyInputError(`name: expected a string of ${KEY_NAME_RULE}`);
       const made = await createKey(store, name, limitsFromJson(body, false, ['name']));
-      await this.#keys.refresh();
+      await this.#keys.refresh(true);
       return json(res, 201, { ...made.row, key: made.key });
     }
     const one = /^\/admin\/keys\/([^/]+)$/.exec(path);
@@ -80,13 +80,13 @@ export class AdminApi {
       if (method === 'PATCH') {
         const patch = limitsFromJson(await readObject(req), true);
         const row = await updateKey(store, name, patch);
-        await this.#keys.refresh();
+        await this.#keys.refresh(true);
         return found(res, name, row);
       }
       if (method === 'DELETE') {
         req.resume();
         const row = await revokeKey(store, name);
-        await this.#keys.refresh();
+        await this.#keys.refresh(true);
         return found(res, name, row, 'live ');
       }
       return notAllowed(req, method, 'GET, PATCH, DELETE');

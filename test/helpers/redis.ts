@@ -15,6 +15,10 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port, empty (no persistence), and waits until it accepts connections. */
   restart(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open and nothing answers, as with a Redis stuck or cut off by a network. */
+  pause(): void;
+  /** Lets a paused server run again (SIGCONT). */
+  resume(): void;
 }
 
 /** Starts `redis-server` on a free port; killed (by its pid) after the test. `args` are extra server options. */
@@ -54,6 +58,12 @@ export async function startRedis(t: TestContext, args: string[] = []): Promise<T
     },
     kill,
     restart: launch,
+    pause: () => {
+      if (child?.pid !== undefined) process.kill(child.pid, 'SIGSTOP');
+    },
+    resume: () => {
+      if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
+    },
   };
 }
 
