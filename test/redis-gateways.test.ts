@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import { chatBody, gateway, once, post, sim } from './helpers/gateway.ts';
 import { runCli } from './helpers/cli.ts';
 import { startRedis } from './helpers/redis.ts';
@@ -230,4 +231,30 @@ test('both instances write one ledger: completed, aborted and failed streams mat
   ]);
   const list = JSON.parse((await runCli(['keys', 'list', '--json', '--state', r.url])).stdout) as Array<Record<string, unknown>>;
   assert.equal(typeof list[0]?.['last_used_at'], 'string', 'last used comes from the shared ledger');
+});
+
+test('the OpenAI SDK retries a 429 from one instance after retry-after-ms, once a stream on the other has freed the slot', async (t) => {
+  const r = await startRedis(t);
+  const key = await createKey(r.url, 'one', ['--concurrency', '1']);
+  const { a, b } = await pair(t, r.url);
+  const statuses: Array<{ status: number; at: number }> = [];
+  const client = new OpenAI({
+    baseURL: b.url,
+    apiKey: key,
+    maxRetries: 2,
+    fetch: async (url, init) => {
+      const res = await fetch(url, init);
+      statuses.push({ status: res.status, at: performance.now() });
+      return res;
+    },
+  });
+  // A stream on a holds the key's only slot for about 400 ms.
+  const holder = await post(`${a.url}/chat/completions`, chatBody({ sim: { ttft_ms: 0, itl_ms: 100, tokens: 4 } }), auth(key));
+  assert.equal(holder.status, 200);
+  const answer = await client.chat.completions.create({ model: 'sluice-sim', messages: [{ role: 'user', content: 'Hi' }] });
+  await holder.text();
+  assert.ok(answer.choices[0]?.message.content);
+  assert.deepEqual(statuses.map((x) => x.status), [429, 200]);
+  const waited = (statuses[1]?.at ?? 0) - (statuses[0]?.at ?? 0);
+  assert.ok(waited >= 950, `the SDK waited ${waited.toFixed(0)} ms (retry-after-ms: 1000)`);
 });

@@ -86,6 +86,12 @@ test('the ledger: batches are appended as stream entries, read back by key, mode
   assert.deepEqual(await read({ since: now - 10_000 + 100, until: now - 10_000 + 110 }), batch.slice(100, 110));
   assert.deepEqual(await read({ since: now + 60_000 }), []);
   assert.deepEqual([...(await store.lastUsed())], [['even', now - 10_000 + 2498]]);
+  // Entries that are not Sluice's records (another writer, a hand-made XADD) are skipped, not fatal.
+  const redis = (store as RedisStore).redis;
+  await redis.xadd('sluice:ledger', '*', 'r', '{not json');
+  await redis.xadd('sluice:ledger', '*', 'other', 'field');
+  await redis.xadd('sluice:ledger', '*', 'r', '"a string"');
+  assert.equal((await read({})).length, 2500);
   // An older batch written later (a gateway that was cut off) does not move a key's last use back.
   await store.appendUsage([record(now - 50_000, 'even')]);
   assert.equal((await store.lastUsed()).get('even'), now - 10_000 + 2498);
@@ -196,3 +202,35 @@ async function waitFor<T>(fn: () => Promise<T>, ms = 5_000): Promise<T> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test('a state.url whose port is not a Redis (an HTTP server) fails opening within seconds, not never', async (t) => {
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => res.end('hello'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  );
+  const { port } = server.address() as import('node:net').AddressInfo;
+  const started = performance.now();
+  await assert.rejects(openStore(`redis://127.0.0.1:${port}`), StateUrlError);
+  assert.ok(performance.now() - started < 6_000);
+  // A silent peer (accepts and never answers) too.
+  const { createServer: tcp } = await import('node:net');
+  const sockets: import('node:net').Socket[] = [];
+  const silent = tcp((socket) => void sockets.push(socket.resume()));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        silent.close(() => r());
+        for (const x of sockets) x.destroy();
+      }),
+  );
+  const quiet = performance.now();
+  await assert.rejects(openStore(`redis://127.0.0.1:${(silent.address() as import('node:net').AddressInfo).port}`), StateUrlError);
+  assert.ok(performance.now() - quiet < 6_000);
+});
