@@ -169,7 +169,10 @@ test('the limiter: one script reserves across instances, settles with the real u
     const ms = Number(e.headers['retry-after-ms']);
     return /3 requests per minute/.test(e.message) && ms > 55_000 && ms <= 60_000 && e.headers['x-ratelimit-remaining-requests'] === '0';
   });
-  // Nobody settles the two others (their gateway "died"): their leases expire and the slots come back.
+  // Held past their lease (600 ms here): the holders renew them every 200 ms, so the slots stay taken.
+  await new Promise((res) => setTimeout(res, 1_000));
+  await assert.rejects(Promise.resolve(a.admit('k', { ...NO_LIMITS, concurrency: 2 }, 0)), /2 concurrent requests/);
+  // Nobody settles the two others and nobody renews them (their gateway "died"): the slots come back.
   a.close();
   b.close();
   const started = performance.now();
