@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /**
  * Per-process accounting from Linux's /proc: CPU time and resident memory of the processes under test.
@@ -7,12 +7,47 @@ import { readFileSync } from 'node:fs';
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat. It is 100 on every Linux architecture Node runs on. */
 const CLOCK_TICKS_PER_SECOND = 100;
 
+/** The process and its descendants, living now (from /proc/<pid>/task/<tid>/children). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${out[i]}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tasks) {
+      try {
+        for (const c of readFileSync(`/proc/${out[i]}/task/${tid}/children`, 'latin1').split(' ')) if (c.trim() !== '') out.push(Number(c));
+      } catch {
+        // the task ended meanwhile
+      }
+    }
+  }
+  return out;
+}
+
 /**
- * CPU time (user + system, all threads) the process has used so far, in ms, from /proc/<pid>/stat; `sys` is the
- * part spent in the kernel. Children are not included; every process under test here is a single process. NaN when
- * the process is gone.
+ * CPU time (user + system, all threads) the process and its living descendants have used so far, in ms, from
+ * /proc/<pid>/stat; `sys` is the part spent in the kernel. Descendants count because a proxy may run workers
+ * (nginx's master and workers, `sluice serve --workers N`); each worker lives for the whole measurement, so none of
+ * its CPU is lost when it exits. NaN when the process is gone.
  */
 export function cpuTimes(pid: number): { total: number; sys: number } {
+  let total = 0;
+  let sys = 0;
+  for (const p of processTree(pid)) {
+    const t = ownCpuTimes(p);
+    if (Number.isNaN(t.total) && p === pid) return t;
+    if (Number.isNaN(t.total)) continue;
+    total += t.total;
+    sys += t.sys;
+  }
+  return { total, sys };
+}
+
+function ownCpuTimes(pid: number): { total: number; sys: number } {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -27,8 +62,18 @@ export function cpuTimes(pid: number): { total: number; sys: number } {
   return { total: ((user + sys) * 1000) / CLOCK_TICKS_PER_SECOND, sys: (sys * 1000) / CLOCK_TICKS_PER_SECOND };
 }
 
-/** Resident set size in KiB (VmRSS from /proc/<pid>/status). NaN when the process is gone. */
+/** Resident set size in KiB of the process and its descendants (each one's VmRSS). NaN when the process is gone. */
 export function rssKiB(pid: number): number {
+  let sum = 0;
+  for (const p of processTree(pid)) {
+    const kib = ownRssKiB(p);
+    if (Number.isNaN(kib) && p === pid) return NaN;
+    if (!Number.isNaN(kib)) sum += kib;
+  }
+  return sum;
+}
+
+function ownRssKiB(pid: number): number {
   let status: string;
   try {
     status = readFileSync(`/proc/${pid}/status`, 'latin1');

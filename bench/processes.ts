@@ -155,14 +155,14 @@ export function nginxVersion(): string | null {
  * nginx as a reverse proxy with `proxy_buffering off`: one process (`master_process off`, so its CPU is all in one
  * /proc entry, like Sluice's), HTTP/1.1 and a keep-alive pool to the upstream, as a production config would have.
  */
-export async function startNginx(upstreamUrl: string, dir: string): Promise<Running> {
+export async function startNginx(upstreamUrl: string, dir: string, workers = 1): Promise<Running> {
   const up = new URL(upstreamUrl);
   const port = await freePort();
   mkdirSync(dir, { recursive: true });
   const conf = `# Written by bench/processes.ts for one benchmark run.
 daemon off;
-master_process off;
-worker_processes 1;
+master_process ${workers > 1 ? 'on' : 'off'};
+worker_processes ${workers};
 worker_rlimit_nofile 20000;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
@@ -223,7 +223,20 @@ export function sluiceAvailable(bin: string): boolean {
  * `sluice serve` in front of the upstream, as a user would start it, request log off (as nginx's access_log is).
  * Its output goes to `logFile`. `execArgv` takes e.g. --cpu-prof.
  */
-export function startSluice(bin: string, upstreamUrl: string, logFile: string, execArgv: string[] = [], serveArgs: string[] = []): Promise<Running> {
+export async function startSluice(bin: string, upstreamUrl: string, logFile: string, execArgv: string[] = [], serveArgs: string[] = []): Promise<Running> {
+  const running = await startSluiceProcess(bin, upstreamUrl, logFile, execArgv, serveArgs);
+  // With --workers, the port opens with the first worker; the load waits for all of them, or it would start on one.
+  if (serveArgs.includes('--workers')) {
+    const deadline = Date.now() + 30_000;
+    while (!/workers: \d+ processes share the port/.test(readFileSync(logFile, 'utf8'))) {
+      if (Date.now() > deadline) throw new Error(`sluice --workers: not every worker listened within 30 s\n${readFileSync(logFile, 'utf8')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return running;
+}
+
+function startSluiceProcess(bin: string, upstreamUrl: string, logFile: string, execArgv: string[], serveArgs: string[]): Promise<Running> {
   return startNodeProxy('sluice', dirname(dirname(bin)), logFile, (port) => [
     ...execArgv,
     bin,

@@ -56,6 +56,8 @@ Options:
                     rpm, tpm and concurrency limits far above the load, sent on every request; bench/keys.ts)
   --sluice-b-keys STORE  the same for Sluice B, e.g. --targets direct,sluice,sluice-b --sluice-b-keys redis for keys
                     off and on side by side
+  --workers N       nginx's worker_processes and Sluice's --workers (default 1); CPU and memory are summed over
+                    each proxy's processes
   --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
   -h, --help        this help`;
 
@@ -78,6 +80,7 @@ const { values: flags } = parseArgs({
     'sluice-b-args': { type: 'string' },
     'sluice-keys': { type: 'string' },
     'sluice-b-keys': { type: 'string' },
+    workers: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -125,8 +128,10 @@ const sluiceBin = resolve(flags['sluice-bin'] ?? DEFAULT_SLUICE_BIN);
 const sluice = sluiceAvailable(sluiceBin);
 const sluiceBBin = resolve(flags['sluice-b-bin'] ?? DEFAULT_SLUICE_BIN);
 const words = (raw: string | undefined): string[] => (raw ?? '').split(' ').filter((a) => a !== '');
-const sluiceArgs = words(flags['sluice-args']);
-const sluiceBArgs = words(flags['sluice-b-args']);
+const workers = Math.round(positive('--workers', flags.workers) ?? 1);
+const workerArgs = workers > 1 ? ['--workers', String(workers)] : [];
+const sluiceArgs = [...workerArgs, ...words(flags['sluice-args'])];
+const sluiceBArgs = [...workerArgs, ...words(flags['sluice-b-args'])];
 const keyStore = (name: string, raw: string | undefined): KeyStore | undefined => {
   if (raw === undefined) return undefined;
   if (!(KEY_STORES as readonly string[]).includes(raw)) die(`${name}: '${raw}' is not one of ${KEY_STORES.join(', ')}`);
@@ -156,6 +161,7 @@ const targets: TargetName[] = TARGETS.filter((t) => {
 });
 // System calls per chunk say much about a proxy's cost; perf counts them for free when it is there.
 const countSyscalls = targets.some((t) => t !== 'direct') && syscallCountingAvailable();
+if (workers > 1) notes.push(`workers: ${workers} (nginx worker_processes with its master, sluice --workers with its primary); CPU and memory are summed over each proxy's processes${countSyscalls ? '; syscall figures count the first process only' : ''}`);
 if (!countSyscalls && targets.some((t) => t !== 'direct')) notes.push('perf cannot count syscall tracepoints here (needs perf and root): no syscall figures');
 const sluiceNodeArgs = (flags['sluice-node-args'] ?? '').split(' ').filter((a) => a !== '');
 const cpuProfDir = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
@@ -233,7 +239,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
     let proxy: Running | undefined;
     let keys: BenchKeys | undefined;
     try {
-      if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`));
+      if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`), workers);
       if (target === 'sluice') {
         const prof = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=sluice-${tag}.cpuprofile`];
         if (sluiceKeys) keys = await setUpKeys(sluiceKeys, sluiceBin, join(scratch, `keys-sluice-${tag}`));
@@ -321,7 +327,7 @@ console.log('');
 console.log(formatTable(sections, targets));
 console.log(`
 direct is the baseline (absolute values); nginx and Sluice rows marked + are what the hop adds over direct in the same
-run. CPU from /proc/<pid>/stat (user + system) of the proxy process over the measurement window.`);
+run. CPU from /proc/<pid>/stat (user + system) of the proxy process (and its workers) over the measurement window.`);
 for (const [profileName, list] of outcomes) {
   list.forEach((o, round) => {
     const where = rounds > 1 ? `${profileName} round ${round + 1}` : profileName;

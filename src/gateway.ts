@@ -49,6 +49,8 @@ export interface Gateway {
   readonly simulator: Simulator | undefined;
   /** The state store (keys, ledger), when `state.url` is set. */
   readonly store: StateStore | undefined;
+  /** The Prometheus metrics, when `metrics.enabled`. */
+  readonly metrics: GatewayMetrics | undefined;
   /** Generations in flight (streamed or not, HTTP or WebSocket). */
   readonly inFlight: number;
   /** Whether it is serving, announcing its shutdown or draining (src/shutdown.ts). */
@@ -179,6 +181,7 @@ export async function startGatewayWithConfig(
     models: () => registry.models().map((m) => m.id),
     simulator,
     store,
+    metrics: ctx.metrics,
     get inFlight() {
       return ctx.generations.size;
     },

@@ -168,6 +168,9 @@ function schemaKeys(schema: Schema): { leaves: Map<string, Leaf>; containers: Se
     } else if (def.type === 'array' && unwrap((def as z.core.$ZodArrayDef).element).inner._zod.def.type === 'object') {
       containers.add(`${path}[]`);
       visit((def as z.core.$ZodArrayDef).element, `${path}[]`);
+    } else if (def.type === 'union' && (def as z.core.$ZodUnionDef).options.every((o) => ['number', 'string', 'literal', 'boolean', 'enum'].includes(unwrap(o as Schema).inner._zod.def.type))) {
+      // A union of scalars (`workers: N | 'auto'`) is one key.
+      leaves.set(path, leaf);
     } else if (def.type === 'union' || def.type === 'intersection' || def.type === 'lazy') {
       // Keys could hide inside: teach this walker the new shape rather than let them go unchecked.
       assert.fail(`test/docs-sync.test.ts cannot walk the ${def.type} at '${path}' in src/config/schema.ts`);

@@ -10,6 +10,11 @@ import { checkUpstreamHosts } from '../upstream/check-hosts.ts';
 import { listenFailure } from './listen-failure.ts';
 import { existsSync } from 'node:fs';
 import { DEFAULT_STATE_URL, sqlitePath, StateUrlError } from '../state/store.ts';
+import cluster from 'node:cluster';
+import { workerCount } from '../cluster/workers.ts';
+import { runPrimary, WORKER_INDEX_ENV } from '../cluster/primary.ts';
+import { joinCluster } from '../cluster/worker.ts';
+import { SIM_URL_ENV } from '../cluster/ipc.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -29,6 +34,8 @@ Options (each has an env twin; the config file has every key, see docs/config.md
   --tls-cert FILE   serve HTTPS with this PEM certificate (chain); HTTP/2 and HTTP/1.1 by ALPN (env SLUICE_TLS_CERT)
   --tls-key FILE    the certificate's PEM private key (env SLUICE_TLS_KEY)
   --h2c             without TLS, also accept cleartext HTTP/2 with prior knowledge on the same port (env SLUICE_H2C=1)
+  --workers N|auto  gateway processes sharing the port, 'auto' = one per core (default 1; env SLUICE_WORKERS;
+                    docs/deploy.md)
   --state URL       keys, limits and the usage ledger: sqlite:PATH or redis://HOST:PORT (env SLUICE_STATE;
                     default: ./sluice.db when that file exists, else none; docs/keys.md)
   --quiet           no per-request log lines (env SLUICE_QUIET=1)
@@ -52,6 +59,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       'tls-key': { type: 'string' },
       h2c: { type: 'boolean' },
       state: { type: 'string' },
+      workers: { type: 'string' },
       quiet: { type: 'boolean' },
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
@@ -79,6 +87,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       logLevel: values['log-level'],
       logFormat: values['log-format'],
       state: values.state,
+      workers: values.workers === undefined ? undefined : values.workers === 'auto' ? 'auto' : intOption('--workers', values.workers, 1, 1, 256),
     });
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -90,6 +99,26 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (values.quiet) config = { ...config, log: { ...config.log, requests: false } };
   // The default store is used when it exists (made by `sluice keys create`): serving alone never creates a file.
   if (config.state.url === undefined && existsSync(sqlitePath(DEFAULT_STATE_URL))) config = { ...config, state: { ...config.state, url: DEFAULT_STATE_URL } };
+  // The banner is for the person who started the gateway: plain text in either log format, at info (so not at
+  // log.level warn or error), with the warning about an open port at warn. Of several workers, the first says it.
+  const level = config.log.level;
+  const banner = !cluster.isWorker || process.env[WORKER_INDEX_ENV] === '1';
+  const say = (s: string, at: LogLevel = 'info'): void => {
+    if (levelEnabled(level, at) && (banner || at !== 'info')) process.stderr.write(`${s}\n`);
+  };
+  const workers = workerCount(config.workers);
+  if (workers > 1 && cluster.isPrimary) {
+    if (config.state.url?.startsWith('sqlite:') || (config.state.url === undefined && existsSync(sqlitePath(DEFAULT_STATE_URL)))) {
+      say(`sluice: ${workers} workers on a SQLite store: keys and the ledger are shared, but each worker counts rate limits on its own (a key may get up to ${workers}× its limits); state.url redis://… shares them (docs/keys.md)`, 'warn');
+    }
+    return runPrimary({ config, workers, say });
+  }
+  // A worker acts on the primary's signals only (src/cluster/worker.ts); one that is asked to stop before it serves
+  // has nothing to drain.
+  let onSignal: (signal: 'SIGINT' | 'SIGTERM') => void = () => process.exit(0);
+  const member = cluster.isWorker ? joinCluster((signal) => onSignal(signal)) : undefined;
+  const simUrl = process.env[SIM_URL_ENV];
+  if (member && simUrl && config.upstreams.length === 0) config = { ...config, upstreams: [{ url: simUrl, name: 'simulator', dialect: 'vllm' as const, max_connections: 0 }] };
   let gateway;
   try {
     await checkUpstreamHosts(config.upstreams);
@@ -97,25 +126,23 @@ export async function serveCommand(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError || err instanceof StateUrlError) {
       console.error(`sluice serve: ${err.message}`);
+      member?.leave();
       return 2;
     }
     const failure = listenFailure(err, config);
     if (failure) {
       console.error(`sluice serve: ${failure.message}`);
+      member?.leave();
       return failure.exitCode;
     }
+    member?.leave();
     throw err;
   }
-  // The banner is for the person who started the gateway: plain text in either log format, at info (so not at
-  // log.level warn or error), with the warning about an open port at warn.
-  const level = config.log.level;
-  const say = (s: string, at: LogLevel = 'info'): void => {
-    if (levelEnabled(level, at)) process.stderr.write(`${s}\n`);
-  };
+  member?.serveMetrics(gateway.metrics);
   const root = gateway.url.replace(/\/v1$/, '');
   say(`sluice gateway listening on ${gateway.url}`);
-  if (gateway.simulator) {
-    say(`no upstream configured: using the built-in simulator (generated text, no model) at ${gateway.simulator.url}`);
+  if (gateway.simulator || (member && simUrl)) {
+    say(`no upstream configured: using the built-in simulator (generated text, no model) at ${gateway.simulator?.url ?? `${simUrl} (in the primary process)`}`);
   } else {
     // Never the URL's user:password (issue 12): start-up lines end up in journals and CI logs.
     for (const u of gateway.config.upstreams) say(`upstream ${u.name ?? new URL(u.url).host}: ${redactUrl(u.url)}${hasUserinfo(u.url) ? ' (credentials from the URL sent as HTTP Basic auth)' : ''}`);
@@ -136,7 +163,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
     say(`\n*** WARNING: listening on ${config.host} without API keys: anyone who can reach this port can use your upstreams. ***\n*** Set --api-key / SLUICE_API_KEYS / api_keys, or bind 127.0.0.1. ***\n`, 'warn');
   }
   if (config.drain_timeout_ms !== undefined) say(`sluice: drain_timeout_ms is deprecated; it was read as drain.timeout_ms = ${config.drain.timeout_ms}`, 'warn');
-  await untilStopped(gateway, say);
+  await untilStopped(gateway, say, (handler) => {
+    if (member) onSignal = handler;
+    else {
+      process.on('SIGINT', handler);
+      process.on('SIGTERM', handler);
+    }
+  });
+  member?.leave();
   return 0;
 }
 
@@ -147,11 +181,11 @@ export async function serveCommand(argv: string[]): Promise<number> {
  * A second signal of either kind ends everything at once. The handlers stay installed until the process exits, so
  * no signal kills it with a non-zero code mid-shutdown.
  */
-async function untilStopped(gateway: Gateway, say: (s: string) => void): Promise<void> {
+async function untilStopped(gateway: Gateway, say: (s: string) => void, listen: (handler: (signal: 'SIGINT' | 'SIGTERM') => void) => void): Promise<void> {
   const { announce_ms: announce, timeout_ms: timeout } = gateway.config.drain;
   let stopping: Promise<void> | undefined;
   await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals): void => {
+    const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {
       if (stopping !== undefined) {
         say(`sluice: ${signal} again: ending ${inFlight(gateway)} at once`);
         void gateway.terminate().then(resolve);
@@ -169,8 +203,7 @@ async function untilStopped(gateway: Gateway, say: (s: string) => void): Promise
       }
       void stopping.then(resolve);
     };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    listen(onSignal);
   });
   say('sluice: stopped');
 }

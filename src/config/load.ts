@@ -23,6 +23,7 @@ export interface ConfigOverrides {
   logLevel?: string | undefined;
   logFormat?: string | undefined;
   state?: string | undefined;
+  workers?: number | 'auto' | undefined;
 }
 
 /**
@@ -68,6 +69,8 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('api_keys', envList('SLUICE_API_KEYS'));
   set('admin_key', env['SLUICE_ADMIN_KEY'] || undefined);
   set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
+  const envWorkers = env['SLUICE_WORKERS'];
+  if (envWorkers !== undefined && envWorkers !== '') raw['workers'] = envWorkers === 'auto' ? 'auto' : envNum('SLUICE_WORKERS');
   const envUpstreams = envList('SLUICE_UPSTREAMS');
   if (envUpstreams) raw['upstreams'] = envUpstreams.map((url) => ({ url }));
   const setState = (value: string | undefined): void => {
@@ -96,6 +99,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('heartbeat_ms', flags.heartbeatMs);
   set('api_keys', flags.apiKeys);
   set('allowed_hosts', flags.allowedHosts);
+  set('workers', flags.workers);
   setTls('cert_file', flags.tlsCert);
   setTls('key_file', flags.tlsKey);
   if (flags.h2c) raw['h2c'] = true;

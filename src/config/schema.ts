@@ -171,6 +171,9 @@ export const configSchema = z.strictObject({
       format: z.enum(LOG_FORMATS).default('json'),
     })
     .prefault({}),
+  /** Gateway processes sharing the port (node:cluster, docs/deploy.md): `auto` = one per core. Shared state (limits,
+   * resumable streams) is shared across workers as across instances: through the Redis state store. */
+  workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
   /** Built-in simulator settings, used when no upstream is configured. */
   sim: z
     .strictObject({

@@ -98,6 +98,8 @@ export class GatewayMetrics {
       help: '1 when the upstream is reachable (its last check succeeded and no request has failed on it since), else 0: what /ready reports.',
       labelNames: ['upstream'],
       registers,
+      // Over several workers (`--workers`): up only when every worker sees it up.
+      aggregator: 'min',
       collect() {
         for (const u of upstreams) this.set({ upstream: u.name }, u.state === 'up' ? 1 : 0);
       },
@@ -132,6 +134,8 @@ export class GatewayMetrics {
       name: 'sluice_state_store_up',
       help: '1 when the state store answers (Redis: connected and its last command succeeded), else 0. SQLite is always 1.',
       registers,
+      // Over several workers (`--workers`): up only when every worker reaches it.
+      aggregator: 'min',
       collect() {
         this.set(state.health === undefined || state.health.up ? 1 : 0);
       },
@@ -181,9 +185,13 @@ export class GatewayMetrics {
     if (r.heartbeats > 0) this.#heartbeats.inc(r.heartbeats);
   }
 
+  /** Where /metrics reads its text instead of this registry: a cluster worker asks the primary for the figures of
+   * every worker (src/cluster/worker.ts). */
+  textSource: (() => Promise<string>) | undefined;
+
   /** The Prometheus text exposition of every metric. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.textSource === undefined ? this.registry.metrics() : this.textSource();
   }
 
   get contentType(): string {
