@@ -8,7 +8,6 @@ const WARN_EVERY_MS = 10_000;
  */
 export class StoreHealth {
   readonly #url: string;
-  readonly #notice: (line: string) => void;
   #up = true;
   /** `Date.now()` of the first failure of the current outage. */
   #downSince: number | undefined;
@@ -16,13 +15,12 @@ export class StoreHealth {
   #lastWarn = -Infinity;
   #suppressed = 0;
 
-  constructor(url: string, notice: (line: string) => void = () => {}) {
+  constructor(url: string) {
     this.#url = url;
-    this.#notice = notice;
   }
 
-  /** Replaces where warnings go (the store is opened before the gateway's logger is handed to it). */
-  notice: ((line: string) => void) | undefined;
+  /** Where warnings go: nowhere until the gateway hands its logger over (`sluice keys` and `usage` print errors). */
+  notice: (line: string) => void = () => {};
 
   get up(): boolean {
     return this.#up;
@@ -50,7 +48,7 @@ export class StoreHealth {
     const more = this.#suppressed > 0 ? ` (${this.#suppressed} more errors since the last warning)` : '';
     this.#lastWarn = now;
     this.#suppressed = 0;
-    this.#say(`state store ${this.#url}: ${what} failed (${err instanceof Error ? err.message : String(err)}); down for ${Math.round(this.downFor(now) / 100) / 10} s${more}`);
+    this.notice(`state store ${this.#url}: ${what} failed (${err instanceof Error ? err.message : String(err)}); down for ${Math.round(this.downFor(now) / 100) / 10} s${more}`);
   }
 
   /** The store answered again. */
@@ -61,10 +59,6 @@ export class StoreHealth {
     this.#downSince = undefined;
     this.#lastWarn = -Infinity;
     this.#suppressed = 0;
-    this.#say(`state store ${this.#url} is reachable again after ${Math.round(was / 100) / 10} s`);
-  }
-
-  #say(line: string): void {
-    (this.notice ?? this.#notice)(line);
+    this.notice(`state store ${this.#url} is reachable again after ${Math.round(was / 100) / 10} s`);
   }
 }
