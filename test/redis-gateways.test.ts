@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import { chatBody, gateway, once, post, sim } from './helpers/gateway.ts';
 import { runCli } from './helpers/cli.ts';
 import { startRedis } from './helpers/redis.ts';
+import { openSocket, wsUrl } from './helpers/ws.ts';
 import { openStore, type UsageRecord } from '../src/state/store.ts';
 
 // Two gateway instances sharing one real redis-server (issue 14): keys made with the CLI work on both, a revoked key
@@ -257,4 +258,19 @@ test('the OpenAI SDK retries a 429 from one instance after retry-after-ms, once 
   assert.deepEqual(statuses.map((x) => x.status), [429, 200]);
   const waited = (statuses[1]?.at ?? 0) - (statuses[0]?.at ?? 0);
   assert.ok(waited >= 950, `the SDK waited ${waited.toFixed(0)} ms (retry-after-ms: 1000)`);
+});
+
+test('WebSocket generations count against the same shared limits as HTTP requests on the other instance', async (t) => {
+  const r = await startRedis(t);
+  const key = await createKey(r.url, 'ws', ['--rpm', '2']);
+  const { a, b } = await pair(t, r.url);
+  assert.equal((await post(`${a.url}/chat/completions`, chatBody({ stream: false }), auth(key))).status, 200);
+  const socket = await openSocket(t, wsUrl(b.url, '/ws'), [], { headers: auth(key) });
+  const body = chatBody({ sim: { ttft_ms: 0, itl_ms: 0, tokens: 2 } });
+  socket.send({ type: 'create', id: 'one', endpoint: '/v1/chat/completions', body });
+  await socket.waitFor((m) => m['id'] === 'one' && m['type'] === 'done');
+  socket.send({ type: 'create', id: 'two', endpoint: '/v1/chat/completions', body });
+  const refused = await socket.waitFor((m) => m['id'] === 'two' && m['type'] === 'error');
+  assert.equal((refused['error'] as { code: string }).code, 'rate_limit_exceeded');
+  assert.equal((await post(`${a.url}/chat/completions`, chatBody({ stream: false }), auth(key))).status, 429);
 });
