@@ -169,6 +169,12 @@ test('the limiter: one script reserves across instances, settles with the real u
     const ms = Number(e.headers['retry-after-ms']);
     return /3 requests per minute/.test(e.message) && ms > 55_000 && ms <= 60_000 && e.headers['x-ratelimit-remaining-requests'] === '0';
   });
+  // Limits as large as a whole number gets: the scripts keep them exact (no 1e+15 in Redis).
+  const big = { ...NO_LIMITS, tpm: 2 ** 53 - 1 };
+  const huge = await a.admit('big', big, 2 ** 52);
+  assert.equal(huge.headers['x-ratelimit-remaining-tokens'], String(2 ** 53 - 1 - 2 ** 52));
+  huge.reservation.settle(3);
+  await waitFor(async () => (await store.redis.get('sluice:rl:{big}:tsum')) === '3');
   // Held past their lease (600 ms here): the holders renew them every 200 ms, so the slots stay taken.
   await new Promise((res) => setTimeout(res, 1_000));
   await assert.rejects(Promise.resolve(a.admit('k', { ...NO_LIMITS, concurrency: 2 }, 0)), /2 concurrent requests/);

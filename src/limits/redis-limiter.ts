@@ -22,9 +22,13 @@ const rlKeys = (name: string): [req: string, tok: string, sum: string, conc: str
   return [`${base}req`, `${base}tok`, `${base}tsum`, `${base}conc`];
 };
 
-/** The server's clock, in ms: every instance measures the windows on the same clock. */
+/**
+ * The server's clock, in ms: every instance measures the windows on the same clock. And `int`: a Lua number as the
+ * integer text Redis takes (Lua would write 1e+15 for large ones, which INCRBY refuses).
+ */
 const NOW = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function int(n) return string.format('%.0f', n) end`;
 
 /**
  * Reservation, in one script (one EVALSHA, one round trip): drops what left the windows, checks the three limits,
@@ -57,7 +61,7 @@ if tpm >= 0 then
     local gone = 0
     for i = 1, #old do gone = gone + tonumber(string.match(old[i], ':(%d+)$')) end
     redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', from)
-    redis.call('DECRBY', KEYS[3], gone)
+    redis.call('DECRBY', KEYS[3], int(gone))
   end
   sum = tonumber(redis.call('GET', KEYS[3]) or '0')
   if sum + reserve > tpm then
@@ -88,15 +92,15 @@ if refused == 0 then
     reqReset = W
   end
   if tpm >= 0 then
-    redis.call('ZADD', KEYS[2], now, id .. ':' .. reserve)
-    redis.call('INCRBY', KEYS[3], reserve)
+    redis.call('ZADD', KEYS[2], now, id .. ':' .. ARGV[4])
+    redis.call('INCRBY', KEYS[3], ARGV[4])
     redis.call('PEXPIRE', KEYS[2], W)
     redis.call('PEXPIRE', KEYS[3], W)
     sum = sum + reserve
     tokReset = W
   end
   if conc >= 0 then
-    redis.call('ZADD', KEYS[4], now + lease, id)
+    redis.call('ZADD', KEYS[4], int(now + lease), id)
     redis.call('PEXPIRE', KEYS[4], lease)
     inflight = inflight + 1
   end
@@ -124,7 +128,7 @@ if ARGV[5] == '1' then
   if s and tonumber(s) > now - tonumber(ARGV[4]) then
     redis.call('ZREM', KEYS[1], old)
     redis.call('ZADD', KEYS[1], s, ARGV[1] .. ':' .. ARGV[3])
-    redis.call('INCRBY', KEYS[2], tonumber(ARGV[3]) - tonumber(ARGV[2]))
+    redis.call('INCRBY', KEYS[2], int(tonumber(ARGV[3]) - tonumber(ARGV[2])))
   end
 end
 if ARGV[6] == '1' then redis.call('ZREM', KEYS[3], ARGV[1]) end
@@ -134,7 +138,7 @@ return 1`);
 const RENEW = new LuaScript(`${NOW}
 local lease = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], now + lease, ARGV[i + 1])
+  redis.call('ZADD', KEYS[i], int(now + lease), ARGV[i + 1])
   redis.call('PEXPIRE', KEYS[i], lease)
 end
 return #KEYS`);
