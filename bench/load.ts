@@ -85,6 +85,7 @@ function runStream(rec: Recorder, o: StreamOptions, onOpen?: (close: Closer) => 
     accept: 'text/event-stream',
   };
   if (o.connectionClose) headers['connection'] = 'close';
+  if (authorization !== undefined) headers['authorization'] = authorization;
 
   return new Promise<boolean>((resolve) => {
     const t0 = now();
@@ -360,7 +361,11 @@ async function runChurn(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseRe
   return accounting;
 }
 
+/** The current phase's `Authorization` header (a stored key), for every request it sends. */
+let authorization: string | undefined;
+
 async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
+  authorization = spec.authorization;
   const rec = new Recorder();
   const timer = progress(spec, rec, now());
   let part: Partial<PhaseResult>;

@@ -41,6 +41,8 @@ export interface PhaseSpec {
   promptBytes: number;
   /** Count the proxy's system calls over the window with `perf stat`. */
   syscalls: boolean;
+  /** An `Authorization` header for every request (a stored key, when the target runs with keys on: bench/keys.ts). */
+  authorization?: string | undefined;
 }
 
 export interface ErrorCount {

@@ -21,6 +21,7 @@ import { backgroundCpuPercent, DEFAULT_TARGETS, FLOOR_MODES, formatTable, mergeR
 import { joinCloses, summarize } from './stats.ts';
 import { summarizeProfileFile } from './cpuprofile.ts';
 import { syscallCountingAvailable } from './syscalls.ts';
+import { KEY_STORES, keyStoreAvailable, setUpKeys, type BenchKeys, type KeyStore } from './keys.ts';
 
 /**
  * `npm run bench`: Sluice, nginx (`proxy_buffering off`) and the upstream directly, side by side in one run, on the
@@ -53,6 +54,10 @@ Options:
   target sluice-b   a second Sluice in the same run, side by side (--targets direct,nginx,sluice,sluice-b): another
                     checkout (--sluice-b-bin FILE; default this one) and/or other flags (--sluice-b-args="ARGS"),
                     e.g. a commit before and after a change, or a feature on and off
+  --sluice-keys STORE    run Sluice with keys and limits on: sqlite or redis (a fresh store per phase, one key with
+                    rpm, tpm and concurrency limits far above the load, sent on every request; bench/keys.ts)
+  --sluice-b-keys STORE  the same for Sluice B, e.g. --targets direct,sluice,sluice-b --sluice-b-keys redis for keys
+                    off and on side by side
   --workers N       nginx's worker_processes and Sluice's --workers (default 1); CPU and memory are summed over
                     each proxy's processes
   --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
@@ -84,6 +89,8 @@ const { values: flags } = parseArgs({
     'sluice-args': { type: 'string' },
     'sluice-b-bin': { type: 'string' },
     'sluice-b-args': { type: 'string' },
+    'sluice-keys': { type: 'string' },
+    'sluice-b-keys': { type: 'string' },
     workers: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -136,6 +143,14 @@ const workers = Math.round(positive('--workers', flags.workers) ?? 1);
 const workerArgs = workers > 1 ? ['--workers', String(workers)] : [];
 const sluiceArgs = [...workerArgs, ...words(flags['sluice-args'])];
 const sluiceBArgs = [...workerArgs, ...words(flags['sluice-b-args'])];
+const keyStore = (name: string, raw: string | undefined): KeyStore | undefined => {
+  if (raw === undefined) return undefined;
+  if (!(KEY_STORES as readonly string[]).includes(raw)) die(`${name}: '${raw}' is not one of ${KEY_STORES.join(', ')}`);
+  if (!keyStoreAvailable(raw as KeyStore)) die(`${name} ${raw}: /usr/bin/redis-server is not installed (apt-get install redis-server)`);
+  return raw as KeyStore;
+};
+const sluiceKeys = keyStore('--sluice-keys', flags['sluice-keys']);
+const sluiceBKeys = keyStore('--sluice-b-keys', flags['sluice-b-keys']);
 const wanted: string[] = flags.targets === undefined ? [...DEFAULT_TARGETS] : flags.targets.split(',');
 for (const t of wanted) if (!(TARGETS as readonly string[]).includes(t)) die(`--targets: '${t}' is not one of ${TARGETS.join(', ')}`);
 const notes: string[] = [];
@@ -198,8 +213,8 @@ const machine = {
   kernel: `Linux ${release()}`,
   node: process.version,
   nginx: nginx ?? 'not installed',
-  sluice: targets.includes('sluice') ? `${sluiceVersion(sluiceBin)}${sluiceArgs.length ? ` (${sluiceArgs.join(' ')})` : ''}` : 'not measured',
-  sluiceB: targets.includes('sluice-b') ? `${sluiceVersion(sluiceBBin)}${sluiceBArgs.length ? ` (${sluiceBArgs.join(' ')})` : ''}` : 'not measured',
+  sluice: targets.includes('sluice') ? `${sluiceVersion(sluiceBin)}${sluiceArgs.length ? ` (${sluiceArgs.join(' ')})` : ''}${sluiceKeys ? `, keys and limits on ${sluiceKeys}` : ''}` : 'not measured',
+  sluiceB: targets.includes('sluice-b') ? `${sluiceVersion(sluiceBBin)}${sluiceBArgs.length ? ` (${sluiceBArgs.join(' ')})` : ''}${sluiceBKeys ? `, keys and limits on ${sluiceBKeys}` : ''}` : 'not measured',
 };
 
 const running = new Set<{ stop(): Promise<void> }>();
@@ -233,21 +248,28 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
   const tag = rounds > 1 ? `${p.name}-${round + 1}` : p.name;
   for (const target of order) {
     let proxy: Running | undefined;
+    let keys: BenchKeys | undefined;
     try {
       if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`), workers);
       if (target === 'sluice') {
         const prof = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=sluice-${tag}.cpuprofile`];
-        proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof], sluiceArgs);
+        if (sluiceKeys) keys = await setUpKeys(sluiceKeys, sluiceBin, join(scratch, `keys-sluice-${tag}`));
+        proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof], [...sluiceArgs, ...(keys?.serveArgs ?? [])]);
       }
-      if (target === 'sluice-b') proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceNodeArgs, sluiceBArgs);
+      if (target === 'sluice-b') {
+        if (sluiceBKeys) keys = await setUpKeys(sluiceBKeys, sluiceBBin, join(scratch, `keys-sluice-b-${tag}`));
+        proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceNodeArgs, [...sluiceBArgs, ...(keys?.serveArgs ?? [])]);
+      }
       const floorMode = FLOOR_MODES[target];
       if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`));
     } catch (err) {
       clearStatus();
+      await keys?.stop();
       console.error(`bench: ${target} did not start, not measured in ${p.name}: ${(err as Error).message}`);
       continue;
     }
     if (proxy) running.add(proxy);
+    if (keys) running.add(keys);
     status(`${p.name}/${target}: starting`);
     const spec: PhaseSpec = {
       profile: p.name,
@@ -264,6 +286,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
       openPerSecond: p.openPerSecond,
       syscalls: countSyscalls,
       promptBytes,
+      authorization: keys?.authorization,
     };
     const result = await load.run(spec, status);
     const closes = await upstream.closes();
@@ -275,6 +298,10 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
     if (proxy) {
       await proxy.stop();
       running.delete(proxy);
+    }
+    if (keys) {
+      await keys.stop();
+      running.delete(keys);
     }
   }
   await upstream.stop();

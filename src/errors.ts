@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   SLUICE_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
   SLUICE_UNAUTHORIZED: { status: 401, type: 'authentication_error' },
   SLUICE_MODEL_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
+  /** The admin API was asked to create a key whose name a live key has. */
+  SLUICE_KEY_EXISTS: { status: 409, type: 'invalid_request_error' },
   SLUICE_RATE_LIMITED: { status: 429, type: 'rate_limit_error' },
   SLUICE_NO_HEALTHY_UPSTREAM: { status: 503, type: 'server_error' },
   /** Every replica's engine queue is at the saturation threshold and the request may not wait (docs/routing.md). */
@@ -44,6 +46,8 @@ export const ERROR_CODES = {
   SLUICE_CLIENT_ABORTED: { status: 499, type: 'invalid_request_error' },
   SLUICE_CLIENT_STALLED: { status: 408, type: 'timeout_error' },
   SLUICE_SHUTTING_DOWN: { status: 503, type: 'server_error' },
+  /** The shared state store (Redis) has been down longer than `state.outage_grace_ms`: a limited key cannot be admitted. */
+  SLUICE_STATE_STORE_UNAVAILABLE: { status: 503, type: 'server_error' },
   SLUICE_ORIGIN_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
   SLUICE_HOST_NOT_ALLOWED: { status: 403, type: 'invalid_request_error' },
   SLUICE_WS_INVALID_MESSAGE: { status: 400, type: 'invalid_request_error' },

@@ -9,7 +9,10 @@ import { KeyChecker } from './auth/key-checker.ts';
 import { requestLogger, type RequestLogger } from './generation/request-log.ts';
 import { Logger, type EventLog } from './logger.ts';
 import { KeyRing } from './auth/key-ring.ts';
-import { Limiter } from './limits/limiter.ts';
+import { AdminKey } from './auth/admin-key.ts';
+import { AdminApi } from './admin/admin-api.ts';
+import { Limiter, type RateLimiter } from './limits/limiter.ts';
+import type { RedisStore } from './state/redis-store.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { openStore, type StateStore } from './state/store.ts';
 import { createRequestHandler } from './http/server.ts';
@@ -92,9 +95,12 @@ export async function startGatewayWithConfig(
     throw err;
   }
   const ledger = store === undefined ? undefined : new Ledger(store, config.state.ledger_flush_ms, notice);
+  if (store?.health) store.health.notice = notice;
+  const limiter = await createLimiter(store, config);
   /** What start-up opened before the listener, closed when start-up fails and after the drain. */
   const closeState = async (): Promise<void> => {
     keys.stop();
+    limiter.close?.();
     await ledger?.close();
     await store?.close();
   };
@@ -119,7 +125,7 @@ export async function startGatewayWithConfig(
     registry,
     ticker,
     keys,
-    limiter: new Limiter(),
+    limiter,
     ledger,
     log: hooks.logger ?? requestLogger(logger),
     logger,
@@ -135,8 +141,10 @@ export async function startGatewayWithConfig(
     }),
     monitor: consoleEnabled(config) ? new ConsoleMonitor(config.console.recent_requests) : undefined,
     router,
+    admin: config.admin_key === undefined ? undefined : new AdminApi(new AdminKey(config.admin_key), store, keys),
   };
   if (ctx.metrics) router.registerMetrics([ctx.metrics.registry]);
+  if (store !== undefined) ctx.metrics?.watchState(store, ledger);
   const hub = new WebSocketHub(ctx);
   let listener: Listener;
   try {
@@ -203,6 +211,17 @@ export async function startGatewayWithConfig(
     close: () => shutdown.begin(0, drain.timeout_ms),
     terminate: () => shutdown.now(),
   };
+}
+
+/**
+ * Limits per process (no store, SQLite), or shared by every instance through Redis (loaded only then, so the other
+ * paths never load the Redis client).
+ */
+async function createLimiter(store: StateStore | undefined, config: Config): Promise<RateLimiter> {
+  if (store === undefined || !/^rediss?:/.test(store.url)) return new Limiter();
+  const { RedisLimiter } = await import('./limits/redis-limiter.ts');
+  const redis = store as RedisStore;
+  return new RedisLimiter(redis.redis, redis.health, { outageGraceMs: config.state.outage_grace_ms });
 }
 
 /**

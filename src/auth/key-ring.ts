@@ -30,6 +30,8 @@ export class KeyRing {
   #version = -1;
   #timer: NodeJS.Timeout | undefined;
   #refreshing = false;
+  /** Settles when the refresh in progress ends. */
+  #inFlight: Promise<void> = Promise.resolve();
   #warned = false;
   readonly #notice: (line: string) => void;
 
@@ -54,11 +56,21 @@ export class KeyRing {
     this.#timer = undefined;
   }
 
-  /** Reloads the keys when the store's version moved. A store that fails keeps the cached keys (with one notice). */
-  async refresh(): Promise<void> {
+  /**
+   * Reloads the keys when the store's version moved. A store that fails keeps the cached keys (with one notice). A
+   * call while a refresh runs returns at once; with `after`, it waits for that one and refreshes again (the admin
+   * API, right after a change of its own, so that this gateway applies it at once).
+   */
+  async refresh(after = false): Promise<void> {
     const store = this.#store;
-    if (!store || this.#refreshing) return;
+    if (!store) return;
+    if (this.#refreshing) {
+      if (after) await this.#inFlight;
+      if (!after || this.#refreshing) return;
+    }
     this.#refreshing = true;
+    let done!: () => void;
+    this.#inFlight = new Promise<void>((r) => (done = r));
     try {
       const v = await store.keysVersion();
       if (v !== this.#version) {
@@ -69,7 +81,9 @@ export class KeyRing {
           next.set(record.hash, { record, digest: Buffer.from(record.hash, 'hex') });
         }
         this.#keys = next;
-        this.#anyStored = all.length > 0;
+        // Once on, stays on: a store that comes back empty (a Redis without persistence that restarted) must not
+        // open the gateway to everyone.
+        this.#anyStored ||= all.length > 0;
         this.#version = v;
       }
       if (this.#warned) this.#notice(`state store ${store.url} is reachable again; keys refreshed`);
@@ -79,6 +93,7 @@ export class KeyRing {
       this.#warned = true;
     } finally {
       this.#refreshing = false;
+      done();
     }
   }
 

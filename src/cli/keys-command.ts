@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { UsageError, intOption } from './args.ts';
 import { dateOption, openStateFor, STATE_HELP, STATE_OPTIONS } from './state-option.ts';
-import { generateKey, hashKey, shownPrefix } from '../auth/api-key.ts';
-import { KeyExistsError, type KeyLimits, type StateStore, type StoredKey } from '../state/store.ts';
+import { KeyExistsError, type KeyLimits, type StateStore } from '../state/store.ts';
+import { createKey, describeLimits, KEY_NAME, KEY_NAME_RULE, KeyInputError, listKeys, revokeKey, updateKey } from '../admin/key-operations.ts';
 
 export const KEYS_HELP = `Usage: sluice keys <create|list|update|revoke> [NAME] [options]
 
@@ -48,9 +48,7 @@ export async function keysCommand(argv: string[]): Promise<number> {
   if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
   const needsName = action === 'create' || action === 'update' || action === 'revoke';
   if (!['create', 'list', 'update', 'revoke'].includes(action)) throw new UsageError(`unknown action '${action}' (create, list, update, revoke)`);
-  if (needsName && (name === undefined || !/^[\w.@:-]{1,64}$/.test(name))) {
-    throw new UsageError(`${action} needs a NAME: 1 to 64 letters, digits, '_', '-', '.', '@' or ':'`);
-  }
+  if (needsName && (name === undefined || !KEY_NAME.test(name))) throw new UsageError(`${action} needs a NAME: ${KEY_NAME_RULE}`);
   if (action === 'list' && name !== undefined) throw new UsageError(`unexpected argument '${name}'`);
   const limits = readLimits(values, action === 'update');
   if (action !== 'create' && action !== 'update' && Object.keys(limits).length > 0) throw new UsageError(`${action} takes no limits`);
@@ -84,21 +82,9 @@ function readLimits(v: Values, clearable: boolean): Partial<KeyLimits> {
 }
 
 async function create(store: StateStore, name: string, limits: Partial<KeyLimits>): Promise<number> {
-  const key = generateKey();
-  const record: StoredKey = {
-    name,
-    hash: hashKey(key).toString('hex'),
-    prefix: shownPrefix(key),
-    rpm: limits.rpm ?? null,
-    tpm: limits.tpm ?? null,
-    concurrency: limits.concurrency ?? null,
-    models: limits.models ?? null,
-    expires_at: limits.expires_at ?? null,
-    created_at: Date.now(),
-    revoked_at: null,
-  };
+  let made: Awaited<ReturnType<typeof createKey>>;
   try {
-    await store.createKey(record);
+    made = await createKey(store, name, limits);
   } catch (err) {
     if (err instanceof KeyExistsError) {
       console.error(`sluice keys: ${err.message}`);
@@ -107,24 +93,30 @@ async function create(store: StateStore, name: string, limits: Partial<KeyLimits
     throw err;
   }
   // The key alone on stdout (scripts capture it); the explanation on stderr.
-  console.log(key);
-  console.error(`key '${name}' created in ${store.url} (${describe(record)}). This is the only time it is shown: only its hash is stored.`);
+  console.log(made.key);
+  console.error(`key '${name}' created in ${store.url} (${describeLimits(made.record)}). This is the only time it is shown: only its hash is stored.`);
   return 0;
 }
 
 async function update(store: StateStore, name: string, limits: Partial<KeyLimits>): Promise<number> {
   if (Object.keys(limits).length === 0) throw new UsageError('update needs at least one of --rpm, --tpm, --concurrency, --models, --expires');
-  if (!(await store.updateKey(name, limits))) {
+  let row;
+  try {
+    row = await updateKey(store, name, limits);
+  } catch (err) {
+    if (err instanceof KeyInputError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (row === undefined) {
     console.error(`sluice keys: no key named '${name}'`);
     return 1;
   }
-  const k = (await store.listKeys()).find((x) => x.name === name);
-  console.error(`key '${name}' updated: ${k ? describe(k) : ''}`);
+  console.error(`key '${name}' updated: ${describeLimits({ ...row, expires_at: row.expires_at === null ? null : Date.parse(row.expires_at) })}`);
   return 0;
 }
 
 async function revoke(store: StateStore, name: string): Promise<number> {
-  if (!(await store.revokeKey(name, Date.now()))) {
+  if ((await revokeKey(store, name)) === undefined) {
     console.error(`sluice keys: no live key named '${name}'`);
     return 1;
   }
@@ -132,25 +124,8 @@ async function revoke(store: StateStore, name: string): Promise<number> {
   return 0;
 }
 
-const iso = (t: number | null | undefined): string | null => (t === null || t === undefined ? null : new Date(t).toISOString());
-
 async function list(store: StateStore, json: boolean): Promise<number> {
-  const keys = await store.listKeys();
-  const used = await store.lastUsed();
-  const now = Date.now();
-  const rows = keys.map((k) => ({
-    name: k.name,
-    prefix: k.prefix,
-    rpm: k.rpm,
-    tpm: k.tpm,
-    concurrency: k.concurrency,
-    models: k.models,
-    expires_at: iso(k.expires_at),
-    created_at: iso(k.created_at) as string,
-    last_used_at: iso(used.get(k.name)),
-    revoked_at: iso(k.revoked_at),
-    status: k.revoked_at !== null ? 'revoked' : k.expires_at !== null && now >= k.expires_at ? 'expired' : 'active',
-  }));
+  const rows = await listKeys(store);
   if (json) {
     console.log(JSON.stringify(rows, null, 2));
     return 0;
@@ -161,17 +136,6 @@ async function list(store: StateStore, json: boolean): Promise<number> {
   const table = rows.map((r) => [r.name, `${r.prefix}…`, dash(r.rpm), dash(r.tpm), dash(r.concurrency), r.models?.join(',') ?? 'any', day(r.expires_at), day(r.created_at), day(r.last_used_at), r.status]);
   console.log(formatTable(header, table));
   return 0;
-}
-
-/** One line of a key's limits. */
-function describe(k: KeyLimits): string {
-  const parts: string[] = [];
-  if (k.rpm !== null) parts.push(`rpm ${k.rpm}`);
-  if (k.tpm !== null) parts.push(`tpm ${k.tpm}`);
-  if (k.concurrency !== null) parts.push(`concurrency ${k.concurrency}`);
-  if (k.models !== null) parts.push(`models ${k.models.join(',')}`);
-  if (k.expires_at !== null) parts.push(`expires ${new Date(k.expires_at).toISOString()}`);
-  return parts.length > 0 ? parts.join(', ') : 'no limits';
 }
 
 /** Columns padded to their widest cell. */

@@ -1,4 +1,5 @@
 import { UsageError } from './args.ts';
+import { parseDate } from '../admin/key-operations.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { DEFAULT_STATE_URL, openStore, StateUrlError, type StateStore } from '../state/store.ts';
 
@@ -35,7 +36,7 @@ export async function openStateFor(values: { state?: string | undefined; config?
 
 /** A date for --expires, --since, --until: an ISO date (UTC midnight) or date-time. */
 export function dateOption(name: string, raw: string): number {
-  const t = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(raw) ? Date.parse(raw) : Number.NaN;
-  if (!Number.isFinite(t)) throw new UsageError(`${name}: '${raw}' is not a date (2027-01-31, or 2027-01-31T12:00:00Z)`);
+  const t = parseDate(raw);
+  if (t === undefined) throw new UsageError(`${name}: '${raw}' is not a date (2027-01-31, or 2027-01-31T12:00:00Z)`);
   return t;
 }

@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { UsageError } from './args.ts';
 import { dateOption, openStateFor, STATE_HELP, STATE_OPTIONS } from './state-option.ts';
 import { formatTable } from './keys-command.ts';
-import { outcomeColumns, summarizeUsage, usageCsv, type UsageGrouping } from '../ledger/usage-report.ts';
+import { outcomeColumns, usageCsv, type UsageGrouping } from '../ledger/usage-report.ts';
+import { GROUPINGS, usageJson, usageReport } from '../admin/key-operations.ts';
 
 export const USAGE_HELP = `Usage: sluice usage [options]
 
@@ -40,7 +41,7 @@ export async function usageCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const by = (values.by ?? 'key') as UsageGrouping;
-  if (!['key', 'model', 'day'].includes(by)) throw new UsageError(`--by: '${values.by}' is not one of key, model, day`);
+  if (!GROUPINGS.includes(by)) throw new UsageError(`--by: '${values.by}' is not one of key, model, day`);
   if (values.json && values.csv) throw new UsageError('--json and --csv: choose one');
   const filter = {
     key: values.key,
@@ -50,8 +51,8 @@ export async function usageCommand(argv: string[]): Promise<number> {
   };
   const store = await openStateFor(values, process.env);
   try {
-    const rows = await summarizeUsage(store.readUsage(filter), by);
-    if (values.json) console.log(JSON.stringify(rows.map(({ group, ...r }) => ({ [by]: group, ...r })), null, 2));
+    const rows = await usageReport(store, filter, by);
+    if (values.json) console.log(JSON.stringify(usageJson(rows, by), null, 2));
     else if (values.csv) process.stdout.write(usageCsv(rows, by));
     else {
       const outcomes = outcomeColumns(rows);

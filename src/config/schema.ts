@@ -197,6 +197,8 @@ export const configSchema = z.strictObject({
       refresh_ms: z.number().int().min(10).default(500),
       /** How often queued ledger records are written (and at 1,000 records, and on shutdown). */
       ledger_flush_ms: z.number().int().min(10).default(1000),
+      /** Redis down: how long limited keys are admitted on this process's own counters before they get 503. */
+      outage_grace_ms: z.number().int().min(0).default(60_000),
     })
     .prefault({}),
   /** Resumable streams (docs/resume.md): a dropped client reconnects with `GET /v1/streams/{id}?after=N`. */

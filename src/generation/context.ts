@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.ts';
 import type { Registry } from '../upstream/registry.ts';
 import type { Ticker } from '../relay/ticker.ts';
 import type { KeyRing } from '../auth/key-ring.ts';
-import type { Limiter } from '../limits/limiter.ts';
+import type { RateLimiter } from '../limits/limiter.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { RequestLogEntry, RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
@@ -10,6 +10,7 @@ import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
 import type { StreamLogStore } from '../resume/log-store.ts';
 import type { Router } from '../routing/router.ts';
+import type { AdminApi } from '../admin/admin-api.ts';
 
 /**
  * Where a gateway is in its life (src/shutdown.ts): `serving`; `announcing` its shutdown (SIGTERM: `/ready` answers
@@ -36,8 +37,8 @@ export interface GatewayContext {
   ticker: Ticker;
   /** Client keys: static and stored (src/auth/key-ring.ts). */
   keys: KeyRing;
-  /** Per-key limits of this process. */
-  limiter: Limiter;
+  /** Per-key limits: this process's (`Limiter`) or shared through Redis (src/limits/redis-limiter.ts). */
+  limiter: RateLimiter;
   /** The usage ledger; undefined without a state store. */
   ledger: Ledger | undefined;
   log: RequestLogger;
@@ -50,6 +51,8 @@ export interface GatewayContext {
   lifecycle: { readonly phase: LifecyclePhase };
   /** Routing across replicas (src/routing/); without it, the registry's order (fewest in flight). */
   router?: Router | undefined;
+  /** The admin API under /admin/; undefined without `admin_key` (then /admin/ is 404). */
+  admin?: AdminApi | undefined;
   /** Prometheus metrics; undefined when `metrics.enabled` is false. */
   metrics: GatewayMetrics | undefined;
   /** The logs of resumable streams (src/resume/, docs/resume.md); absent where a test builds its own context. */

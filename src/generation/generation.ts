@@ -372,7 +372,9 @@ export class Generation {
       const r = key.record;
       if (r.rpm !== null || r.tpm !== null || r.concurrency !== null) {
         const estimate = estimateTokens(parsed, this.#ctx.config.limits.tpm_reserve_completion);
-        const admitted = this.#ctx.limiter.admit(r.name, r, estimate.total);
+        // The in-memory limiter answers at once (no promise, nothing to await); the Redis one with a promise.
+        const pending = this.#ctx.limiter.admit(r.name, r, estimate.total);
+        const admitted = pending instanceof Promise ? await pending : pending;
         this.#reservation = admitted.reservation;
         this.#promptEstimate = estimate.prompt;
         this.rateHeaders = admitted.headers;

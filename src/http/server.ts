@@ -81,6 +81,8 @@ async function route(ctx: GatewayContext, cors: Cors, consoleRoutes: ConsoleRout
   }
 
   if (consoleRoutes !== undefined && ConsoleRoutes.owns(path)) return consoleRoutes.handle(req, res, path, method);
+  // The operator's API: only with admin_key, and only with it (src/admin/admin-api.ts).
+  if (ctx.admin && (path === '/admin' || path.startsWith('/admin/'))) return ctx.admin.handle(req, res, path, q === -1 ? '' : url.slice(q + 1));
 
   // Every /v1/ request: static keys and stored keys, from memory (src/auth/key-ring.ts).
   const principal = path.startsWith('/v1/') ? ctx.keys.authenticate(req.headers.authorization) : 'static';

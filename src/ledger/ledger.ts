@@ -26,6 +26,16 @@ export class Ledger {
     this.#timer.unref();
   }
 
+  /** Records dropped so far because the store failed for too long (the oldest go first). */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /** Records waiting to be written. */
+  get pending(): number {
+    return this.#pending.length;
+  }
+
   /** Queues a request's record (an array push: the request's own cost). */
   add(r: UsageRecord): void {
     this.#pending.push(r);

@@ -60,12 +60,24 @@ export interface Admitted {
 }
 
 /**
+ * What admission asks of a limiter: this process's own (`Limiter`, synchronous: no promise, no microtask on the
+ * request's path) or the Redis one shared by every instance (src/limits/redis-limiter.ts, one script call). Either
+ * returns the headers and the reservation, or throws the SluiceError to answer (429, or 503 when the store is down
+ * for too long).
+ */
+export interface RateLimiter {
+  admit(name: string, limits: KeyLimits, estimate: number): Admitted | Promise<Admitted>;
+  /** Stops timers (the Redis limiter renews its concurrency leases). */
+  close?(): void;
+}
+
+/**
  * Per-key limits in this process: requests and tokens per minute over sliding 60 s windows, and requests in flight.
  * Tokens are reserved at admission (an estimate: docs/keys.md) and settled with the real usage when the request
  * ends, aborted streams included. An admission is a few array operations on the key's own window: no I/O, no
  * allocation beyond its entries.
  */
-export class Limiter {
+export class Limiter implements RateLimiter {
   readonly #windows = new Map<string, KeyWindow>();
 
   /**
@@ -94,14 +106,7 @@ export class Limiter {
       waitMs = Math.max(waitMs, tokenWait(w, tpm, reserve, now));
     }
     if (why.length > 0) {
-      const headers = rateHeaders(w, limits, now);
-      const ms = Math.max(1, Math.ceil(waitMs));
-      headers['retry-after'] = String(Math.ceil(ms / 1000));
-      headers['retry-after-ms'] = String(ms);
-      throw new SluiceError('SLUICE_RATE_LIMITED', `Rate limit reached for key '${name}': ${why.join(', ')}. Please try again in ${resetDuration(ms)}.`, {
-        wireCode: 'rate_limit_exceeded',
-        headers,
-      });
+      throw rateLimitedError(name, why, rateHeaders(w, limits, now), waitMs);
     }
     if (rpm !== null) w.reqs.push(now);
     let entry: TokenEntry | undefined;
@@ -129,6 +134,17 @@ export class Limiter {
       },
     };
   }
+}
+
+/** The 429 for a request over its key's limits: `why` lists them, `waitMs` is when it would fit. */
+export function rateLimitedError(name: string, why: readonly string[], headers: Record<string, string>, waitMs: number): SluiceError {
+  const ms = Math.max(1, Math.ceil(waitMs));
+  headers['retry-after'] = String(Math.ceil(ms / 1000));
+  headers['retry-after-ms'] = String(ms);
+  return new SluiceError('SLUICE_RATE_LIMITED', `Rate limit reached for key '${name}': ${why.join(', ')}. Please try again in ${resetDuration(ms)}.`, {
+    wireCode: 'rate_limit_exceeded',
+    headers,
+  });
 }
 
 /** How long until enough of the window's tokens expire for `reserve` more to fit under `tpm`. */

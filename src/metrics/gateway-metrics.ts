@@ -177,6 +177,42 @@ export class GatewayMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
+  /**
+   * The state store's figures (when there is one): whether it answers, its errors, and the ledger's records dropped
+   * while it failed. Read at each scrape from the objects that keep them.
+   */
+  watchState(state: { readonly health?: { readonly up: boolean; readonly errors: number } | undefined }, ledger: { readonly dropped: number } | undefined): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'sluice_state_store_up',
+      help: '1 when the state store answers (Redis: connected and its last command succeeded), else 0. SQLite is always 1.',
+      registers,
+      // Over several workers (`--workers`): up only when every worker reaches it.
+      aggregator: 'min',
+      collect() {
+        this.set(state.health === undefined || state.health.up ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'sluice_state_store_errors_total',
+      help: 'State store commands that failed (key refreshes, limit reservations and settlements, ledger writes) and lost connections.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(state.health?.errors ?? 0);
+      },
+    });
+    new Counter({
+      name: 'sluice_ledger_dropped_records_total',
+      help: 'Ledger records dropped because the store failed for longer than the in-memory buffer (100,000 records) lasts.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(ledger?.dropped ?? 0);
+      },
+    });
+  }
+
   streamStarted(model: string): void {
     this.#inFlight.inc({ model });
   }

@@ -1,3 +1,5 @@
+import type { StoreHealth } from './store-health.ts';
+
 /**
  * The state store: client keys with their limits, and the usage ledger. One interface, so the embedded SQLite store
  * (src/state/sqlite-store.ts) and a Redis store for several instances (issue 14) are interchangeable. Every method is
@@ -68,6 +70,8 @@ export class KeyExistsError extends Error {
 export interface StateStore {
   /** `sqlite:PATH` or `redis://HOST:PORT`, without credentials. */
   readonly url: string;
+  /** Whether the store answers (the Redis store's connection); absent for the SQLite file, which is always there. */
+  readonly health?: StoreHealth;
   /** Adds a key; throws KeyExistsError when a live key has that name (a revoked one is replaced). */
   createKey(key: StoredKey): Promise<void>;
   /** Changes a key's limits; false when no key has that name. */
@@ -95,14 +99,18 @@ export class StateUrlError extends Error {
   override name = 'StateUrlError';
 }
 
-/** Opens the store named by `url` (the SQLite driver is loaded only now, so a gateway without state never loads it). */
+/**
+ * Opens the store named by `url` (the SQLite driver or the Redis client is loaded only now, so a gateway without
+ * state loads neither). A Redis that cannot be reached now is a StateUrlError: start-up stops with one line.
+ */
 export async function openStore(url: string): Promise<StateStore> {
   if (url.startsWith('sqlite:')) {
     const { SqliteStore } = await import('./sqlite-store.ts');
     return SqliteStore.open(sqlitePath(url));
   }
   if (url.startsWith('redis://') || url.startsWith('rediss://')) {
-    throw new StateUrlError(`state.url ${url}: the Redis store is not built yet (issue 14); use sqlite:PATH`);
+    const { RedisStore } = await import('./redis-store.ts');
+    return RedisStore.open(url);
   }
   throw new StateUrlError(`state.url '${url}': expected sqlite:PATH (e.g. ${DEFAULT_STATE_URL}) or redis://HOST:PORT`);
 }
