@@ -101,6 +101,10 @@ test('Redis killed mid-stream: the client reading directly gets its whole stream
   const f = await following;
   assert.match(f.text, /"code":"sluice_resume_log_lost"/);
   assert.ok(!f.text.includes('[DONE]'), 'a cut replay never looks complete');
+  // A resume attempted while Redis is down: a clear 503, not a hang and not a 404 that says the stream never was.
+  const down = await fetch(`${b.url}/streams/${id}`, { headers: auth(KEY) });
+  assert.equal(down.status, 503);
+  assert.equal(((await down.json()) as { error: { code: string } }).error.code, 'sluice_resume_log_lost');
 });
 
 test('the owner instance killed (SIGKILL): a reader on B gets sluice_resume_owner_lost, not a hang', async (t) => {
