@@ -146,3 +146,21 @@ test('--workers 2 with state.url redis://: a stream cut on one worker is resumed
   const prefixes = new Set([...gw.stdout.matchAll(/"id":"(req_[0-9a-f]{12})[0-9a-f]{6}"/g)].map((m) => m[1]));
   assert.equal(prefixes.size, 2, gw.stdout);
 });
+
+test('Redis frozen (SIGSTOP) mid-stream: the direct client gets its whole stream, a reader on B ends with sluice_resume_log_lost', async (t) => {
+  const r = await startRedis(t);
+  const { a, b } = await pair(t, r.url);
+  const res = await post(`${a.url}/chat/completions`, chatBody(SLOW(80, 25)), { 'x-sluice-resume': '1', ...auth(KEY) });
+  assert.equal(res.status, 200);
+  const id = String(res.headers.get('x-sluice-stream-id'));
+  const following = rawStream(`${b.url}/streams/${id}`, { headers: auth(KEY) });
+  await new Promise((res2) => setTimeout(res2, 200));
+  r.pause();
+  t.after(() => r.resume());
+  const text = await res.text();
+  assert.ok(text.trimEnd().endsWith('data: [DONE]'), text.slice(-300));
+  assert.doesNotMatch(text, /"error"/);
+  const f = await following;
+  assert.match(f.text, /"code":"sluice_resume_log_lost"/);
+  r.resume();
+});
