@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import { chatBody, gateway, once, post, sim } from './helpers/gateway.ts';
 import { chatText, events, rawStream } from './helpers/resume.ts';
 import { startRedis } from './helpers/redis.ts';
@@ -163,4 +164,26 @@ test('Redis frozen (SIGSTOP) mid-stream: the direct client gets its whole stream
   const f = await following;
   assert.match(f.text, /"code":"sluice_resume_log_lost"/);
   r.resume();
+});
+
+test('a Responses background response created on A is retrieved, replayed and cancelled through B', async (t) => {
+  const r = await startRedis(t);
+  const { s, a, b } = await pair(t, r.url);
+  const onA = new OpenAI({ baseURL: a.url, apiKey: KEY, maxRetries: 0 });
+  const onB = new OpenAI({ baseURL: b.url, apiKey: KEY, maxRetries: 0 });
+  const completed = once(s.events, 'completed');
+  const done = await onA.responses.create({ model: 'sluice-sim', input: 'Hello', background: true, ...SLOW(10, 10) } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+  await completed;
+  const final = await onB.responses.retrieve(done.id);
+  assert.equal(final.status, 'completed');
+  let text = '';
+  for await (const e of await onB.responses.retrieve(done.id, { stream: true })) if (e.type === 'response.output_text.delta') text += e.delta;
+  assert.equal(text, final.output_text);
+  const started = once(s.events, 'request');
+  const long = await onA.responses.create({ model: 'sluice-sim', input: 'Hello', background: true, ...SLOW(400, 20) } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+  await started;
+  const aborted = once(s.events, 'aborted');
+  assert.equal((await onB.responses.cancel(long.id)).status, 'cancelled');
+  await aborted;
+  assert.equal((await onB.responses.retrieve(long.id)).status, 'cancelled');
 });
