@@ -97,11 +97,14 @@ test('redis: Redis down: appends still succeed (the stream goes on), readers end
   assert.match(again?.events[0] ?? '', /sluice_resume_log_lost/);
   // Back up (empty): the log is gone, and a stream created now works again.
   await r.restart();
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await a.info('strm_x')) === undefined) break;
-    } catch {
-      await new Promise((res) => setTimeout(res, 50));
+  // Each instance's connections come back on their own (ioredis retries every 100 ms to 1 s).
+  for (const s of [a, b]) {
+    for (let i = 0; i < 100; i++) {
+      try {
+        if ((await s.info('strm_x')) === undefined) break;
+      } catch {
+        await new Promise((res) => setTimeout(res, 50));
+      }
     }
   }
   assert.equal(await b.info(m.id), undefined);
@@ -125,4 +128,36 @@ test('redis: a stuck Redis: writes waiting for it are bounded, past the bound an
   // Answered or timed out (1 s): the queue drains.
   for (let i = 0; i < 100 && a.pendingBytes > 0; i++) await new Promise((res) => setTimeout(res, 50));
   assert.equal(a.pendingBytes, 0);
+});
+
+test('redis: a write that timed out (Redis stuck, then back) closes the log with SLUICE_RESUME_LOG_LOST at once, not at the stream\'s end', async (t) => {
+  const r = await startRedis(t);
+  const a = await open(t, r.url, { leaseMs: 300 });
+  const b = await open(t, r.url, { leaseMs: 300 });
+  const m = meta();
+  const w = a.create(m, () => {});
+  assert.ok(w.append(['e1']));
+  assert.deepEqual((await b.read(m.id, 0, new AbortController().signal))?.events, ['e1']);
+  r.pause();
+  t.after(() => r.resume());
+  assert.ok(w.append(['e2']), 'the stream goes on');
+  await new Promise((res) => setTimeout(res, 1_300)); // past the command timeout: the write failed
+  r.resume();
+  assert.ok(w.append(['e3']));
+  // The stream is still live at its owner, yet a reader is not left waiting for events that will never be logged.
+  // (A write that timed out may still have been executed once Redis ran again: then it is read, in its place.)
+  let next = 1;
+  let end: Awaited<ReturnType<typeof b.read>>;
+  for (let i = 0; i < 5; i++) {
+    end = await b.read(m.id, next, new AbortController().signal);
+    if (end === undefined || end.ended) break;
+    assert.deepEqual(end.events, ['e2']);
+    next += end.events.length;
+  }
+  assert.equal(end?.ended, true);
+  assert.match(end?.events.at(-1) ?? '', /sluice_resume_log_lost/);
+  assert.equal((await b.info(m.id))?.ended, true);
+  w.end(['[DONE]']);
+  const again = await b.read(m.id, 1, new AbortController().signal);
+  assert.match(again?.events.at(-1) ?? '', /sluice_resume_log_lost/, 'its end does not reopen it');
 });

@@ -97,6 +97,8 @@ interface Owned {
   endedAt: number;
   /** A write failed: the log has a hole; only its end is written. */
   broken: boolean;
+  /** The end written for a broken log (SLUICE_RESUME_LOG_LOST), so that its readers stop waiting. */
+  lostMarked: boolean;
   expiry: NodeJS.Timeout | undefined;
 }
 
@@ -139,6 +141,8 @@ export class RedisLogStore implements StreamLogStore {
   #loop: Promise<void> | undefined;
   /** Streams in the XREAD now. */
   #following = new Set<string>();
+  /** The API of streams looked up here (the framing of a reader's error when Redis cannot even say it); bounded. */
+  readonly #kinds = new Map<string, StreamMeta['kind']>();
   /** When each followed stream's owner was last checked. */
   readonly #checked = new Map<string, number>();
 
@@ -204,8 +208,9 @@ export class RedisLogStore implements StreamLogStore {
     const p = this.#cmd.pipeline();
     p.set(LEASE_PREFIX + this.#inst, '1', 'PX', this.#leaseMs);
     for (const o of this.#owned.values()) {
+      if (o.broken && !o.lostMarked) this.#markLost(o);
       if (o.ended) continue;
-      p.pexpire(STREAM(o.meta.id), this.#limits.ttlMs).pexpire(META(o.meta.id), this.#limits.ttlMs);
+      p.pexpire(STREAM(o.meta.id), this.#limits.ttlMs).pexpire(META(o.meta.id), this.#limits.ttlMs).pexpire(READERS(o.meta.id), this.#limits.ttlMs);
     }
     p.exec().catch(() => {});
   }
@@ -222,7 +227,7 @@ export class RedisLogStore implements StreamLogStore {
     if (!this.#makeRoom(Math.min(this.#limits.maxStreamBytes, 64 * 1024))) {
       throw new SluiceError('SLUICE_RESUME_LOG_FULL', `the gateway holds ${this.#limits.maxTotalBytes} bytes of resumable streams (resume.max_total_bytes); retry later or send the request without X-Sluice-Resume`);
     }
-    const o: Owned = { meta, control, count: 0, bytes: 0, ended: false, endedAt: 0, broken: false, expiry: undefined };
+    const o: Owned = { meta, control, count: 0, bytes: 0, ended: false, endedAt: 0, broken: false, lostMarked: false, expiry: undefined };
     this.#owned.set(meta.id, o);
     const p = this.#cmd.pipeline();
     p.del(STREAM(meta.id), READERS(meta.id));
@@ -239,7 +244,9 @@ export class RedisLogStore implements StreamLogStore {
   #send(o: Owned | undefined, p: ReturnType<Redis['pipeline']>, bytes: number): void {
     this.#pending += bytes;
     const failed = (): void => {
-      if (o !== undefined) o.broken = true;
+      if (o === undefined || o.broken) return;
+      o.broken = true;
+      this.#markLost(o);
     };
     p.exec()
       .then((results) => {
@@ -273,10 +280,39 @@ export class RedisLogStore implements StreamLogStore {
     return true;
   }
 
+  /**
+   * Ends a broken log in Redis at once (tried again each lease renewal while Redis is away): its readers get
+   * SLUICE_RESUME_LOG_LOST now rather than when the generation ends, and nobody else waits for it. The stream itself
+   * goes on for the client that reads it directly.
+   */
+  #markLost(o: Owned): void {
+    if (o.lostMarked || this.#owned.get(o.meta.id) !== o) return;
+    const id = o.meta.id;
+    const frame = errorFrame(o.meta.kind, new SluiceError('SLUICE_RESUME_LOG_LOST', 'a write to the log of this stream failed (its store, Redis, was unreachable); the stream cannot be resumed'));
+    const p = this.#cmd.multi();
+    p.xadd(STREAM(id), '1-0', 'first', String(o.count + 1), 'f', frame, 'end', String(o.count + 1));
+    p.hset(META(id), 'state', 'ended', 'count', String(o.count + 1));
+    p.pexpire(STREAM(id), this.#limits.ttlMs).pexpire(META(id), this.#limits.ttlMs);
+    p.exec().then(
+      (r) => {
+        // Written, or the end was there already (XADD 1-0 refused): either way the log is closed.
+        if (r !== null) o.lostMarked = true;
+      },
+      () => {},
+    );
+  }
+
   #end(o: Owned, last: readonly string[]): void {
     if (o.ended || this.#owned.get(o.meta.id) !== o) return;
     o.ended = true;
     o.endedAt = Date.now();
+    if (o.broken) {
+      // Its log was closed with SLUICE_RESUME_LOG_LOST (or will be, once Redis answers): nothing more is written.
+      this.#markLost(o);
+      o.expiry = setTimeout(() => this.#forget(o), this.#limits.ttlMs);
+      o.expiry.unref();
+      return;
+    }
     let size = 0;
     for (const f of last) size += Buffer.byteLength(f);
     const first = o.count + 1;
@@ -321,7 +357,10 @@ export class RedisLogStore implements StreamLogStore {
     const h = await this.#cmdCall(() => this.#cmd.hmget(META(id), 'm', 'state', 'count'));
     const [m, state, count] = h;
     if (m === null || m === undefined) return undefined;
-    return { meta: JSON.parse(m) as StreamMeta, count: Number(count ?? 0), ended: state === 'ended' };
+    const meta = JSON.parse(m) as StreamMeta;
+    if (this.#kinds.size >= 10_000) this.#kinds.clear();
+    this.#kinds.set(id, meta.kind);
+    return { meta, count: Number(count ?? 0), ended: state === 'ended' };
   }
 
   /** A command whose failure is the store being unreachable: SLUICE_RESUME_LOG_LOST (503). */
@@ -368,7 +407,7 @@ export class RedisLogStore implements StreamLogStore {
         this.#cmd.xread('STREAMS', STREAM(id), `0-${from}`) as Promise<[string, [string, string[]][]][] | null>,
       ]) as [(string | null)[], [string, string[]][][] | null];
     } catch {
-      return lost('chat', from, 'the store of resumable streams (Redis) cannot be reached');
+      return lost(this.#kinds.get(id) ?? 'chat', from, 'the store of resumable streams (Redis) cannot be reached');
     }
     const [m, inst] = meta;
     if (m === null || m === undefined) return undefined;
