@@ -77,6 +77,20 @@ test('redis: readers of a stream whose owner died get SLUICE_RESUME_OWNER_LOST; 
   assert.equal(await b.attachReader(m.id), 'ok', 'the dead instance\'s readers no longer count');
 });
 
+test('redis: readers on an instance that died stop counting at the owner too (its grace clock restarts)', async (t) => {
+  const url = await redisUrl();
+  const a = await open(t, url, { leaseMs: 300 });
+  const b = await RedisLogStore.open(url, limits, { leaseMs: 300 });
+  const m = meta();
+  const got: unknown[] = [];
+  a.create(m, (s) => got.push(s)).append(['e1']);
+  assert.equal(await b.attachReader(m.id), 'ok');
+  for (let i = 0; i < 100 && got.length < 1; i++) await new Promise((r) => setTimeout(r, 20));
+  await b.close(); // its reader never detaches
+  for (let i = 0; i < 100 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(got, [{ type: 'readers', count: 1 }, { type: 'readers', count: 0 }]);
+});
+
 test('redis: Redis down: appends still succeed (the stream goes on), readers end with SLUICE_RESUME_LOG_LOST, nothing hangs', async (t) => {
   const r = await startRedis(t);
   const a = await open(t, r.url);

@@ -67,6 +67,7 @@ for i = 1, #fields, 2 do
 end
 local delta = tonumber(ARGV[7])
 if delta > 0 and total >= tonumber(ARGV[3]) then return -2 end
+if delta == 0 then return total end
 if delta < 0 and mine <= 0 then return total end
 redis.call('HINCRBY', KEYS[2], ARGV[2], delta)
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -90,6 +91,8 @@ return 1
 interface Owned {
   meta: StreamMeta;
   control: (signal: ControlSignal) => void;
+  /** Readers last reported to the owner: while some are, each renewal recounts them (another instance may have died). */
+  readers: number;
   /** Events written (or sent to be written). */
   count: number;
   bytes: number;
@@ -211,6 +214,8 @@ export class RedisLogStore implements StreamLogStore {
       if (o.broken && !o.lostMarked) this.#markLost(o);
       if (o.ended) continue;
       p.pexpire(STREAM(o.meta.id), this.#limits.ttlMs).pexpire(META(o.meta.id), this.#limits.ttlMs).pexpire(READERS(o.meta.id), this.#limits.ttlMs);
+      // Readers on an instance that died stop counting: the owner learns it here, as its grace clock needs to.
+      if (o.readers > 0) this.#readers(o.meta.id, 0).catch(() => {});
     }
     p.exec().catch(() => {});
   }
@@ -220,14 +225,20 @@ export class RedisLogStore implements StreamLogStore {
     const o = this.#owned.get(id ?? '');
     if (o === undefined || o.ended) return;
     if (type === 'cancel') o.control({ type: 'cancel' });
-    else if (type === 'readers') o.control({ type: 'readers', count: Number(n) });
+    else if (type === 'readers') this.#tellReaders(o, Number(n));
+  }
+
+  #tellReaders(o: Owned, n: number): void {
+    if (o.ended || this.#owned.get(o.meta.id) !== o) return;
+    o.readers = n;
+    o.control({ type: 'readers', count: n });
   }
 
   create(meta: StreamMeta, control: (signal: ControlSignal) => void): LogWriter {
     if (!this.#makeRoom(Math.min(this.#limits.maxStreamBytes, 64 * 1024))) {
       throw new SluiceError('SLUICE_RESUME_LOG_FULL', `the gateway holds ${this.#limits.maxTotalBytes} bytes of resumable streams (resume.max_total_bytes); retry later or send the request without X-Sluice-Resume`);
     }
-    const o: Owned = { meta, control, count: 0, bytes: 0, ended: false, endedAt: 0, broken: false, lostMarked: false, expiry: undefined };
+    const o: Owned = { meta, control, readers: 0, count: 0, bytes: 0, ended: false, endedAt: 0, broken: false, lostMarked: false, expiry: undefined };
     this.#owned.set(meta.id, o);
     const p = this.#cmd.pipeline();
     p.del(STREAM(meta.id), READERS(meta.id));
@@ -526,13 +537,13 @@ export class RedisLogStore implements StreamLogStore {
     return r === 1;
   }
 
-  async #readers(id: string, delta: 1 | -1): Promise<number> {
+  async #readers(id: string, delta: 1 | 0 | -1): Promise<number> {
     const o = this.#owned.get(id);
     const n = Number(
       await this.#cmdCall(() => this.#cmd.eval(READERS_SCRIPT, 2, META(id), READERS(id), LEASE_PREFIX, this.#inst, this.#limits.maxReaders, this.#limits.ttlMs, o === undefined ? '1' : '0', id, delta)),
     );
     // The owner is this instance: told here, in order, rather than through its own subscription.
-    if (n >= 0 && o !== undefined && !o.ended && this.#owned.get(id) === o) o.control({ type: 'readers', count: n });
+    if (n >= 0 && o !== undefined && (delta !== 0 || n !== o.readers)) this.#tellReaders(o, n);
     return n;
   }
 
