@@ -61,6 +61,8 @@ export const ERROR_CODES = {
   SLUICE_RESUME_GRACE_EXPIRED: { status: 410, type: 'invalid_request_error' },
   SLUICE_RESUME_LOG_FULL: { status: 503, type: 'server_error' },
   SLUICE_RESUME_TOO_MANY_READERS: { status: 429, type: 'rate_limit_error' },
+  SLUICE_RESUME_LOG_LOST: { status: 503, type: 'server_error' },
+  SLUICE_RESUME_OWNER_LOST: { status: 503, type: 'server_error' },
   SLUICE_INTERNAL: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -23,6 +23,7 @@ import { Shutdown } from './shutdown.ts';
 import { GatewayMetrics } from './metrics/gateway-metrics.ts';
 import { startSimulator, type Simulator } from './sim/server.ts';
 import { MemoryLogStore } from './resume/memory-log-store.ts';
+import type { StreamLogStore } from './resume/log-store.ts';
 import { ConsoleMonitor } from './console/monitor.ts';
 import { consoleEnabled } from './console/access.ts';
 
@@ -97,10 +98,21 @@ export async function startGatewayWithConfig(
   const ledger = store === undefined ? undefined : new Ledger(store, config.state.ledger_flush_ms, notice);
   if (store?.health) store.health.notice = notice;
   const limiter = await createLimiter(store, config);
+  let resume: StreamLogStore;
+  try {
+    resume = await openLogStore(config);
+  } catch (err) {
+    limiter.close?.();
+    await ledger?.close();
+    keys.stop();
+    await store?.close();
+    throw err;
+  }
   /** What start-up opened before the listener, closed when start-up fails and after the drain. */
   const closeState = async (): Promise<void> => {
     keys.stop();
     limiter.close?.();
+    await resume.close();
     await ledger?.close();
     await store?.close();
   };
@@ -133,12 +145,7 @@ export async function startGatewayWithConfig(
     generations: new Set(),
     lifecycle: { phase: 'serving' },
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
-    resume: new MemoryLogStore({
-      maxStreamBytes: config.resume.max_stream_bytes,
-      maxTotalBytes: config.resume.max_total_bytes,
-      maxReaders: config.resume.max_readers,
-      ttlMs: config.resume.ttl_ms,
-    }),
+    resume,
     monitor: consoleEnabled(config) ? new ConsoleMonitor(config.console.recent_requests) : undefined,
     router,
     admin: config.admin_key === undefined ? undefined : new AdminApi(new AdminKey(config.admin_key), store, keys),
@@ -217,6 +224,23 @@ export async function startGatewayWithConfig(
  * Limits per process (no store, SQLite), or shared by every instance through Redis (loaded only then, so the other
  * paths never load the Redis client).
  */
+/**
+ * Where resumable streams are logged (docs/resume.md): in Redis when `state.url` is `redis://…`, so a client may resume
+ * on any instance or worker; in this process's memory otherwise.
+ */
+async function openLogStore(config: Config): Promise<StreamLogStore> {
+  const limits = {
+    maxStreamBytes: config.resume.max_stream_bytes,
+    maxTotalBytes: config.resume.max_total_bytes,
+    maxReaders: config.resume.max_readers,
+    ttlMs: config.resume.ttl_ms,
+  };
+  const url = config.state.url;
+  if (url === undefined || !/^rediss?:/.test(url)) return new MemoryLogStore(limits);
+  const { RedisLogStore } = await import('./resume/redis-log-store.ts');
+  return RedisLogStore.open(url, limits);
+}
+
 async function createLimiter(store: StateStore | undefined, config: Config): Promise<RateLimiter> {
   if (store === undefined || !/^rediss?:/.test(store.url)) return new Limiter();
   const { RedisLimiter } = await import('./limits/redis-limiter.ts');

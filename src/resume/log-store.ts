@@ -1,29 +1,33 @@
 /**
  * Where resumable streams' events are kept (docs/resume.md). One interface, two backends: in memory on one instance
- * (src/resume/memory-log-store.ts) and, later, Redis when `state.url` is `redis://…`, so a client may resume on
- * another instance. The instance that owns a generation writes its log; any instance reads and follows it live.
+ * (src/resume/memory-log-store.ts) and Redis when `state.url` is `redis://…` (src/resume/redis-log-store.ts), so a
+ * client may resume on another instance. The instance that owns a generation writes its log; any instance reads and
+ * follows it live.
  *
  * The cursor is a count of events: event 1 is the first `data:` (or Responses `event:` + `data:`) frame the client
  * received, and `after = N` asks for events N+1 onwards. Events are stored as their complete SSE frames without `id:`
  * lines (readers add them when asked), so a replay is byte for byte what the live client got.
  *
- * How a Redis backend maps onto it (nothing else changes):
- * - `create`: `HSET sluice:stream:<id>:meta` (owner, kind, ids, state=live) with `PEXPIRE`; the total bound is a
- *   counter (`INCRBY sluice:streams:bytes`) checked by a Lua script.
+ * How the Redis backend maps onto it (src/resume/redis-log-store.ts has the details):
+ * - `create`: `HSET sluice:stream:<id>:meta` (meta, owner instance, state=live) with `PEXPIRE`; the bounds are
+ *   counted by the owning instance over the streams it owns.
  * - `LogWriter.append`: one `XADD sluice:stream:<id> 0-<index of its last event> first <index> f <frame> …` per batch
- *   (one flush of the relay), with the per-stream byte count in the meta hash; `end`: the last batch and `state=ended`
- *   in one MULTI, then `PEXPIRE` of both keys to `ttl_ms`.
- * - `read(id, from)`: `XREAD BLOCK <ms> STREAMS sluice:stream:<id> 0-<from>` returns the batches whose last event is
- *   after `from`; the first is sliced. An empty answer re-checks `state` (a dead owner's log ends at its lease).
+ *   (one flush of the relay); `end`: the entry `1-0` (after every `0-N`) with the last events and `end <count>`, and
+ *   `state=ended`, in one MULTI, then `PEXPIRE` of the keys to `ttl_ms`.
+ * - `read(id, from)`: `XREAD STREAMS sluice:stream:<id> 0-<from>` returns the batches whose last event is after
+ *   `from`; the first is sliced. Nothing yet: the instance's one `XREAD BLOCK` loop waits for it, re-checking that the
+ *   stream exists and that its owner's lease holds (a dead owner's readers end with SLUICE_RESUME_OWNER_LOST).
  * - `snapshot`: `XRANGE sluice:stream:<id> - +` and the meta hash.
- * - `signal`: `PUBLISH sluice:stream:<id>:control` (cancel, reader counts); the owner instance is subscribed.
- * - `attachReader` / `detachReader`: `INCR` / `DECR` of a counter in the meta hash, published to the owner; a reader
- *   also refreshes a lease key (`PX`) so that a crashed instance's readers stop counting.
+ * - `signal`: `PUBLISH sluice:instance:<owner>:control` (cancel, reader counts); each instance subscribes to its own.
+ * - `attachReader` / `detachReader`: a count per instance in `sluice:stream:<id>:readers`, published to the owner;
+ *   an instance whose lease (`sluice:instance:<id>`, `PX`) lapsed no longer counts.
  *
  * `create` and `append` are synchronous on purpose: the relay never waits for a round trip. A Redis backend checks
  * the bounds against counters of its own (each instance bounds the streams it owns), queues its commands in order on
- * one connection (pipelined), and reports a failed write as a full log. Readers already tolerate a cursor ahead of
- * what the store holds (the events were sent before they were stored): they wait for those events. A blocking read
+ * one connection (pipelined), and reports writes it cannot queue (too many wait for Redis) as a full log. A write that
+ * fails later ends only the stream's resumability (readers get SLUICE_RESUME_LOG_LOST), never the stream itself.
+ * Readers already tolerate a cursor ahead of what the store holds (the events were sent before they were stored):
+ * they wait for those events. A blocking read
  * needs a connection of its own, so a Redis backend serves its waiting readers from one `XREAD BLOCK` loop per
  * instance rather than one connection each.
  */

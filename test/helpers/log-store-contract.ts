@@ -7,12 +7,12 @@ import { newStreamId } from '../../src/resume/stream-id.ts';
  * The contract of a resumable-stream log store (src/resume/log-store.ts), as tests any backend runs: the in-memory one
  * (test/resume-store.test.ts) and a Redis one, which calls this with its own factory.
  */
-export function logStoreContract(name: string, make: (limits: LogStoreLimits) => StreamLogStore): void {
+export function logStoreContract(name: string, make: (limits: LogStoreLimits) => StreamLogStore | Promise<StreamLogStore>): void {
   const meta = (id = newStreamId()): StreamMeta => ({ id, owner: '', kind: 'chat', ids: false, createdAt: Date.now(), model: 'm', background: false });
   const limits: LogStoreLimits = { maxStreamBytes: 100, maxTotalBytes: 250, maxReaders: 2, ttlMs: 60_000 };
 
   test(`${name}: reads return what is logged after the cursor, wait for more, and end with the log`, async (t) => {
-    const store = make(limits);
+    const store = await make(limits);
     t.after(() => store.close());
     const m = meta();
     const w = store.create(m, () => {});
@@ -36,7 +36,7 @@ export function logStoreContract(name: string, make: (limits: LogStoreLimits) =>
   });
 
   test(`${name}: bounds: per stream, in total (finished logs dropped oldest first), at creation; a dropped log releases its waiting readers`, async (t) => {
-    const store = make(limits);
+    const store = await make(limits);
     t.after(() => store.close());
     const a = meta();
     const wa = store.create(a, () => {});
@@ -62,7 +62,7 @@ export function logStoreContract(name: string, make: (limits: LogStoreLimits) =>
   });
 
   test(`${name}: readers are counted and signalled to the owner; cancel reaches a live stream only`, async (t) => {
-    const store = make(limits);
+    const store = await make(limits);
     t.after(() => store.close());
     const m = meta();
     const got: ControlSignal[] = [];
