@@ -27,7 +27,9 @@ function sseText(sse: string, at: number[], stamp: number): Arrivals {
 }
 
 test('the same conversation streams token by token over HTTP/1.1 SSE, HTTP/2 SSE, /v1/ws and Responses WebSocket', async (t) => {
-  const s = await sim(t, { timing: { ttftMs: 5, itlMs: 30, tokens: TOKENS } });
+  // 100 ms between tokens: the test process runs the simulator, the gateway and four clients, so a stall of its own
+  // event loop longer than the gap would merge two tokens into one read (seen at 30 ms on a loaded CI machine).
+  const s = await sim(t, { timing: { ttftMs: 5, itlMs: 100, tokens: TOKENS } });
   const g = await gateway(t, { upstreams: [{ url: s.url }], h2c: true });
   const body = { model: 'sluice-sim', messages, stream: true };
 
