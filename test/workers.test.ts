@@ -22,7 +22,9 @@ function chatOnce(url: string): Promise<{ status: number; body: string }> {
 async function cluster(args: string[] = []): Promise<CliRun & { url: string; root: string }> {
   const port = await freePort();
   const config = tmpFile('sluice.yaml', 'sim: { ttft_ms: 5, itl_ms: 5, tokens: 3 }\ndrain: { announce_ms: 0 }\n');
-  const r = await runCli(['serve', '--workers', '2', '--port', String(port), '--config', config, ...args], {}, /workers: 2 processes share the port/);
+  // Both lines: the primary's, once every worker listens, and the first worker's banner, which may come after it.
+  const ready = /^(?=[\s\S]*workers: 2 processes share the port)(?=[\s\S]*sluice gateway listening on)/;
+  const r = await runCli(['serve', '--workers', '2', '--port', String(port), '--config', config, ...args], {}, ready);
   assert.equal(r.code, null, r.stderr);
   const root = `http://127.0.0.1:${port}`;
   return Object.assign(r, { root, url: `${root}/v1` });
