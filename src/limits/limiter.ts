@@ -168,13 +168,19 @@ function rateHeaders(w: KeyWindow, l: KeyLimits, now: number): Record<string, st
     const n = w.requests;
     h['x-ratelimit-limit-requests'] = String(l.rpm);
     h['x-ratelimit-remaining-requests'] = String(Math.max(0, l.rpm - n));
-    h['x-ratelimit-reset-requests'] = resetDuration(n === 0 ? 0 : (w.reqs[w.reqs.length - 1] as number) + WINDOW_MS - now);
+    h['x-ratelimit-reset-requests'] = resetDuration(n === 0 ? 0 : untilExpiry(w.reqs[w.reqs.length - 1] as number, now));
   }
   if (l.tpm !== null) {
     const n = w.toks.length - w.tokHead;
     h['x-ratelimit-limit-tokens'] = String(l.tpm);
     h['x-ratelimit-remaining-tokens'] = String(Math.max(0, l.tpm - w.tokSum));
-    h['x-ratelimit-reset-tokens'] = resetDuration(n === 0 ? 0 : (w.toks[w.toks.length - 1] as TokenEntry).t + WINDOW_MS - now);
+    h['x-ratelimit-reset-tokens'] = resetDuration(n === 0 ? 0 : untilExpiry((w.toks[w.toks.length - 1] as TokenEntry).t, now));
   }
   return h;
+}
+
+/** Time until an entry made at `t` leaves the window: never more than the window itself, even when `t` was stamped a
+ * moment after `now` was read (seen as `1m0.001s` under load). */
+function untilExpiry(t: number, now: number): number {
+  return Math.max(0, Math.min(WINDOW_MS, t + WINDOW_MS - now));
 }
