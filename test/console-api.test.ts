@@ -227,8 +227,19 @@ test('the monitor keeps at most its ring, and TTFT per upstream as p50/p99 over 
     m.started(e, null);
     m.ended(e, null);
   }
-  assert.equal(m.recent(10).length, 3);
+  assert.deepEqual(m.recent(10).map((r) => r.id), ['e100', 'e99', 'e98'], 'the newest three, newest first, across the wrap');
+  assert.deepEqual(m.recent(2).map((r) => r.id), ['e100', 'e99']);
+  assert.equal(m.find('e97'), undefined, 'pushed out of the ring');
+  assert.equal(m.find('e98')?.ttft_ms, 98);
   assert.deepEqual(m.ttft().get('u'), { p50: 50, p99: 99, count: 100 });
+  // 4,096 TTFT samples are kept: 5,000 more, all of 1 ms, leave none of the first hundred.
+  for (let i = 0; i < 5000; i++) {
+    const e = entry(`f${i}`, 1);
+    m.started(e, null);
+    m.ended(e, null);
+  }
+  assert.deepEqual(m.ttft().get('u'), { p50: 1, p99: 1, count: 4096 });
+  assert.deepEqual(m.recent(5).map((r) => r.id), ['f4999', 'f4998', 'f4997']);
   now += 6 * 60_000;
   assert.equal(m.ttft().size, 0, 'samples older than the window are not counted');
   const running = entry('run', 1);
