@@ -33,6 +33,7 @@ export interface ConsoleRequest {
   events?: Array<{ at_ms: number; type: 'failover'; from: string; to: string | null; reason: string }>;
 }
 
+/** A generation in flight, or finished (its log line complete): turned into a ConsoleRequest only when asked for. */
 interface Running {
   entry: RequestLogEntry;
   key: string | null;
@@ -54,7 +55,7 @@ const cap = (s: string | undefined): string | null => (s === undefined ? null : 
  */
 export class ConsoleMonitor implements GenerationMonitor {
   readonly #running = new Map<RequestLogEntry, Running>();
-  readonly #recent: Ring<ConsoleRequest>;
+  readonly #recent: Ring<Running>;
   readonly #ttft = new Ring<TtftSample>(MAX_TTFT_SAMPLES);
   readonly #listeners = new Set<() => void>();
   readonly #now: () => number;
@@ -73,8 +74,8 @@ export class ConsoleMonitor implements GenerationMonitor {
     const run = this.#running.get(entry);
     this.#running.delete(entry);
     const now = this.#now();
-    const record = toRequest(entry, key, run?.startedAt ?? now - entry.duration_ms, entry.outcome);
-    this.#recent.push(record);
+    // The log line is final once the generation ended: kept as it is, read when the console asks.
+    this.#recent.push(run ?? { entry, key, startedAt: now - entry.duration_ms });
     if (entry.outcome === 'completed' && entry.stream && entry.ttft_ms !== undefined && entry.upstream !== undefined) {
       this.#ttft.push({ at: now, upstream: entry.upstream, ms: entry.ttft_ms });
     }
@@ -98,14 +99,14 @@ export class ConsoleMonitor implements GenerationMonitor {
   /** Finished requests, newest first, at most `limit`. */
   recent(limit: number): ConsoleRequest[] {
     const out: ConsoleRequest[] = [];
-    for (let i = this.#recent.size - 1; i >= 0 && out.length < limit; i--) out.push(this.#recent.at(i));
+    for (let i = this.#recent.size - 1; i >= 0 && out.length < limit; i--) out.push(finished(this.#recent.at(i)));
     return out;
   }
 
   /** One request by id: in flight, or among the recent ones (the latest when a client reused an id). */
   find(id: string): ConsoleRequest | undefined {
     for (const r of this.#running.values()) if (r.entry.id === id) return toRequest(r.entry, r.key, r.startedAt, 'in_flight');
-    for (let i = this.#recent.size - 1; i >= 0; i--) if (this.#recent.at(i).id === id) return this.#recent.at(i);
+    for (let i = this.#recent.size - 1; i >= 0; i--) if (this.#recent.at(i).entry.id === id) return finished(this.#recent.at(i));
     return undefined;
   }
 
@@ -133,7 +134,7 @@ export class ConsoleMonitor implements GenerationMonitor {
     const since = this.#now() - WINDOW_MS;
     const by = new Map<string, { key: string; requests: number; tokens_in: number; tokens_out: number }>();
     for (let i = 0; i < this.#recent.size; i++) {
-      const r = this.#recent.at(i);
+      const r = finished(this.#recent.at(i));
       if (r.key === null || r.started_at < since) continue;
       let u = by.get(r.key);
       if (u === undefined) by.set(r.key, (u = { key: r.key, requests: 0, tokens_in: 0, tokens_out: 0 }));
@@ -190,6 +191,8 @@ class Ring<T> {
 function rank(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? 0;
 }
+
+const finished = (r: Running): ConsoleRequest => toRequest(r.entry, r.key, r.startedAt, r.entry.outcome);
 
 function toRequest(e: RequestLogEntry, key: string | null, startedAt: number, outcome: string): ConsoleRequest {
   const running = outcome === 'in_flight';
