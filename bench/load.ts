@@ -60,6 +60,8 @@ interface StreamOptions {
   connectionClose?: boolean;
   /** Close the connection after this many tokens and record when (abort propagation). */
   abortAfterTokens?: number;
+  /** Leave this stream's tokens out of the per-chunk delay (wave: only the streams already open are measured). */
+  noDelay?: boolean;
 }
 
 /** Handles of streams the generator will close itself (idle profile). */
@@ -164,7 +166,7 @@ function runStream(rec: Recorder, o: StreamOptions, onOpen?: (close: Closer) => 
           if (at >= 0) {
             const stamp = Number(ev.slice(at + 3, ev.indexOf('"', at + 3)));
             tokens++;
-            if (inWindow) rec.delay.push(t - stamp);
+            if (inWindow && o.noDelay !== true) rec.delay.push(t - stamp);
             if (o.abortAfterTokens !== undefined && tokens >= o.abortAfterTokens) {
               closeNow();
               return;
@@ -329,6 +331,50 @@ async function runIdle(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseRes
   return { ...accounting, rss: proxy === undefined ? null : { baseKiB, openKiB, streams: streamsOpen } };
 }
 
+/**
+ * wave: `background` streams at the profile's pace are opened first and kept open; during the window a wave of
+ * `concurrency` new streams starts at once every `waveEveryMs`. The per-chunk delay is the background streams' alone
+ * (what a wave's set-up does to streams already open); time to first byte is the waves' alone.
+ */
+async function runWave(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseResult>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+  const url = chatUrl(spec.url);
+  const prompt = promptOf(spec);
+  const itl = Math.max(1, spec.sim.itl_ms);
+  const horizon = spec.warmupMs + spec.durationMs + 30_000;
+  const backgroundKnobs: SimKnobs = { ttft_ms: 0, itl_ms: itl, tokens: Math.ceil(horizon / itl) + 10, jitter_ms: 0 };
+  const closers: Closer[] = [];
+  const background: Promise<boolean>[] = [];
+  for (let k = 0; k < spec.background; k++) {
+    background.push(runStream(rec, { url, prompt, knobs: backgroundKnobs, agent }, (close) => closers.push(close)));
+    if (k % 20 === 19) await sleep(10);
+  }
+  // One wave before the window warms the proxy's pools (its connections to the upstream) and JIT.
+  const warm = Array.from({ length: spec.concurrency }, () => runStream(rec, { url, prompt, knobs: spec.sim, agent, noDelay: true }));
+  await Promise.all(warm);
+  const openBy = now() + 30_000;
+  while (rec.open < spec.background && rec.inFlight > 0 && now() < openBy) await sleep(50);
+  if (rec.open < spec.background) rec.error('socket', `only ${rec.open} of ${spec.background} background streams opened`);
+  await sleep(Math.max(0, spec.warmupMs - 1000));
+
+  rec.windowStart = now();
+  rec.windowEnd = rec.windowStart + spec.durationMs;
+  const close = openWindow(spec);
+  const waves: Promise<boolean>[] = [];
+  for (let w = 0; now() < rec.windowEnd - spec.waveEveryMs / 2; w++) {
+    const at = rec.windowStart + 250 + w * spec.waveEveryMs;
+    await sleep(Math.max(0, at - now()));
+    for (let k = 0; k < spec.concurrency; k++) waves.push(runStream(rec, { url, prompt, knobs: spec.sim, agent, noDelay: true }));
+  }
+  await sleep(Math.max(0, rec.windowEnd - now()));
+  const accounting = await close();
+  await Promise.all(waves);
+  for (const c of closers) c();
+  await Promise.all(background);
+  agent.destroy();
+  return accounting;
+}
+
 /** churn: `rate` new connections per second, each with one short stream, open loop. */
 async function runChurn(spec: PhaseSpec, rec: Recorder): Promise<Partial<PhaseResult>> {
   const agent = new Agent({ keepAlive: false, maxSockets: Infinity });
@@ -372,6 +418,7 @@ async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
   try {
     if (spec.profile === 'idle') part = await runIdle(spec, rec);
     else if (spec.profile === 'churn') part = await runChurn(spec, rec);
+    else if (spec.profile === 'wave') part = await runWave(spec, rec);
     else part = await runClosedLoop(spec, rec);
   } finally {
     clearInterval(timer);

@@ -5,8 +5,8 @@
 import type { Summary } from './stats.ts';
 import type { SyscallCounts } from './syscalls.ts';
 
-export type ProfileName = 'latency' | 'throughput' | 'idle' | 'churn';
-export const PROFILES: readonly ProfileName[] = ['latency', 'throughput', 'idle', 'churn'];
+export type ProfileName = 'latency' | 'throughput' | 'idle' | 'churn' | 'wave';
+export const PROFILES: readonly ProfileName[] = ['latency', 'throughput', 'idle', 'churn', 'wave'];
 
 /** Per-request simulator knobs (docs/simulator.md); `probe` is always on. */
 export interface SimKnobs {
@@ -37,6 +37,10 @@ export interface PhaseSpec {
   abortEveryMs: number;
   /** idle: streams opened per second while ramping up. */
   openPerSecond: number;
+  /** wave: streams kept open (and measured) while the waves arrive; `concurrency` is the size of each wave. */
+  background: number;
+  /** wave: a wave starts this often during the window. */
+  waveEveryMs: number;
   /** Size of each request's prompt (the user message), bytes: what a proxy may hold per open stream. */
   promptBytes: number;
   /** Count the proxy's system calls over the window with `perf stat`. */

@@ -14,9 +14,11 @@ export interface Profile {
   rate: number;
   abortEveryMs: number;
   openPerSecond: number;
+  background: number;
+  waveEveryMs: number;
 }
 
-const BASE = { rate: 0, abortEveryMs: 0, openPerSecond: 0 };
+const BASE = { rate: 0, abortEveryMs: 0, openPerSecond: 0, background: 0, waveEveryMs: 0 };
 
 export function profile(name: ProfileName, full: boolean): Profile {
   switch (name) {
@@ -64,6 +66,21 @@ export function profile(name: ProfileName, full: boolean): Profile {
         warmupMs: 1_000,
         sim: { ttft_ms: 0, itl_ms: 1, tokens: 5, jitter_ms: 0 },
         rate: full ? 500 : 200,
+      };
+    case 'wave':
+      // Issue 16's fairness question: while a wave of new requests arrives at once (a batch job, a retry storm), do
+      // the streams already open keep their pace? The background streams' per-chunk delay is what is measured; the
+      // wave's requests give the time to first byte (120 ms to first token, then 5 tokens at 20 tokens/s).
+      return {
+        ...BASE,
+        name,
+        what: 'new streams at once every 2 s (120 ms to first token, 5 tokens), while 200 streams at 20 tokens/s stay open and are measured',
+        concurrency: 500,
+        background: 200,
+        waveEveryMs: 2_000,
+        durationMs: full ? 30_000 : 10_000,
+        warmupMs: 2_000,
+        sim: { ttft_ms: 120, itl_ms: 50, tokens: 5, jitter_ms: 0 },
       };
   }
 }

@@ -178,6 +178,14 @@ export function rowsFor(o: ProfileOutcome): Row[] {
     add('request duration p99', 'ms', (r) => r.total.p99, { relative: true });
     add('requests skipped (target saturated)', '', (r) => r.skipped, { sum: true, noRatio: true });
   }
+  if (p === 'wave') {
+    add('added delay per chunk p50, streams already open', 'ms', (r) => r.delay.p50, { relative: true });
+    add('added delay per chunk p99, streams already open', 'ms', (r) => r.delay.p99, { relative: true });
+    add('added delay per chunk max, streams already open', 'ms', (r) => r.delay.max, { relative: true, noRatio: true });
+    add('time to first byte p50, the waves', 'ms', (r) => r.ttfb.p50, { relative: true });
+    add('time to first byte p99, the waves', 'ms', (r) => r.ttfb.p99, { relative: true });
+    add('proxy CPU per 1,000 requests (waves and chunks)', 'ms', (r) => perThousand(r.cpuMs['proxy'], r.total.count), { proxiesOnly: true });
+  }
   add('errors', '', errorsOf, { goal: zero, sum: true });
   add('truncated streams', '', (r) => r.errors.truncated, { goal: zero, sum: true });
   add('upstream streams left open', '', (r) => r.upstreamLeft, { goal: zero, sum: true });

@@ -258,6 +258,8 @@ try {
       rate: 0,
       abortEveryMs: 0,
       openPerSecond: 2000,
+      background: 0,
+      waveEveryMs: 0,
       promptBytes,
       syscalls: false,
     };

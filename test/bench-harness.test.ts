@@ -136,6 +136,8 @@ async function tinyRun(target: TargetName, url: string, upstream: Upstream, load
     rate: 0,
     abortEveryMs: 200,
     openPerSecond: 0,
+    background: 0,
+    waveEveryMs: 0,
     syscalls: false,
     promptBytes: 16,
   });
@@ -154,6 +156,39 @@ test('a tiny run straight at the simulator completes every stream and pairs ever
   const load = await startLoad();
   t.after(() => load.stop());
   await tinyRun('direct', upstream.url, upstream, load);
+});
+
+test('a tiny wave run measures the open streams\' delay and the waves\' time to first byte, apart', async (t) => {
+  const upstream = await startUpstream();
+  t.after(() => upstream.stop());
+  const load = await startLoad();
+  t.after(() => load.stop());
+  const result = await load.run({
+    profile: 'wave',
+    target: 'direct',
+    url: upstream.url,
+    upstreamUrl: upstream.url,
+    pids: { upstream: upstream.pid },
+    concurrency: 20,
+    background: 5,
+    waveEveryMs: 500,
+    durationMs: 1600,
+    warmupMs: 1000,
+    sim: { ttft_ms: 30, itl_ms: 20, tokens: 3, jitter_ms: 0 },
+    rate: 0,
+    abortEveryMs: 0,
+    openPerSecond: 0,
+    syscalls: false,
+    promptBytes: 16,
+  });
+  assert.deepEqual(result.errors, { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] });
+  // Three waves start in the window (at 250, 750 and 1,250 ms): 60 requests, each counted once, all completed.
+  assert.equal(result.ttfb.count, 60);
+  assert.equal(result.total.count, 60);
+  // Only the 5 background streams are in the delay: 20 ms apart over 1.6 s is at most 80 tokens each (fewer when
+  // the simulator's timers lag on a busy machine); the waves' 3 tokens × 60 would push it past 5 × 85.
+  assert.ok(result.delay.count >= 5 * 40 && result.delay.count <= 5 * 85, `delay samples ${result.delay.count}`);
+  assert.equal(result.upstreamLeft, 0);
 });
 
 test('the node-* reference proxies carry a tiny run whole and close the upstream of every stream their client left', async (t) => {
