@@ -25,6 +25,7 @@ import { startSimulator, type Simulator } from './sim/server.ts';
 import { MemoryLogStore } from './resume/memory-log-store.ts';
 import type { StreamLogStore } from './resume/log-store.ts';
 import { ConsoleMonitor } from './console/monitor.ts';
+import { SetupGate } from './generation/setup-gate.ts';
 import { consoleEnabled } from './console/access.ts';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -147,6 +148,7 @@ export async function startGatewayWithConfig(
     metrics: config.metrics.enabled ? new GatewayMetrics(registry.upstreams) : undefined,
     resume,
     monitor: consoleEnabled(config) ? new ConsoleMonitor(config.console.recent_requests) : undefined,
+    setupGate: config.setup_slice_ms > 0 ? new SetupGate(config.setup_slice_ms) : undefined,
     router,
     admin: config.admin_key === undefined ? undefined : new AdminApi(new AdminKey(config.admin_key), store, keys),
   };

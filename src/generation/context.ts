@@ -8,6 +8,7 @@ import type { RequestLogEntry, RequestLogger } from './request-log.ts';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.ts';
 import type { Generation } from './generation.ts';
 import type { Logger } from '../logger.ts';
+import type { SetupGate } from './setup-gate.ts';
 import type { StreamLogStore } from '../resume/log-store.ts';
 import type { Router } from '../routing/router.ts';
 import type { AdminApi } from '../admin/admin-api.ts';
@@ -59,4 +60,6 @@ export interface GatewayContext {
   resume?: StreamLogStore | undefined;
   /** The console's live view; undefined when the console is off. */
   monitor?: GenerationMonitor | undefined;
+  /** Set-up in slices under a wave of new requests (`setup_slice_ms`, src/generation/setup-gate.ts); undefined: off. */
+  setupGate?: SetupGate | undefined;
 }

@@ -145,6 +145,8 @@ export class Generation {
   async stream(parsed: ParsedRequest, clientWriter: StreamWriter): Promise<void> {
     let writer = clientWriter;
     let routed: Routed;
+    const turn = this.#ctx.setupGate?.enter();
+    if (turn !== undefined) await turn;
     try {
       routed = await this.#admit(parsed, true);
     } catch (err) {
@@ -254,6 +256,8 @@ export class Generation {
   /** Runs a non-streamed generation: forwards with failover and hands the upstream's JSON answer to `reply`. */
   async unary(parsed: ParsedRequest, reply: UnaryResponder): Promise<void> {
     let routed: Routed;
+    const turn = this.#ctx.setupGate?.enter();
+    if (turn !== undefined) await turn;
     try {
       routed = await this.#admit(parsed, false);
     } catch (err) {
