@@ -108,18 +108,24 @@ export class SluiceError extends Error {
 }
 
 /**
- * The reason a stream's upstream request is aborted when its client left. Nobody reads it, but Node formats the stack
- * of every error a socket is destroyed with, and 1,000 clients leaving together pay that 1,000 times in a row; so it
- * is made without a stack.
+ * Runs `fn` with stack traces off: every Error made inside it has no stack. For the abort of an upstream request,
+ * where nobody reads one: Node formats the stack of every error a socket is destroyed with (stream `destroy` reads
+ * `err.stack`), undici makes an error of its own for the socket, and 1,000 clients leaving together pay both 1,000
+ * times in a row (≈85 µs per abort, 16% of an abort storm's CPU in the idle profile's profile).
  */
-export function clientAbortedError(): SluiceError {
+export function withoutStacks<T>(fn: () => T): T {
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    return new SluiceError('SLUICE_CLIENT_ABORTED', 'client closed the connection');
+    return fn();
   } finally {
     Error.stackTraceLimit = limit;
   }
+}
+
+/** The reason a stream's upstream request is aborted when its client left: made without a stack (withoutStacks). */
+export function clientAbortedError(): SluiceError {
+  return withoutStacks(() => new SluiceError('SLUICE_CLIENT_ABORTED', 'client closed the connection'));
 }
 
 /** Wraps anything thrown into a SluiceError (unknown errors become SLUICE_INTERNAL, without leaking internals). */

@@ -1,5 +1,5 @@
 import { createParser, SseBufferOverflowError, type SseEvent, type SseParser } from '../sse/parser.ts';
-import { clientAbortedError, SluiceError, type SluiceErrorCode } from '../errors.ts';
+import { clientAbortedError, SluiceError, withoutStacks, type SluiceErrorCode } from '../errors.ts';
 import type { TokenUsage } from '../openai/usage.ts';
 import { upstreamFailure } from '../openai/upstream-failure.ts';
 import type { Ticker, Tickable } from './ticker.ts';
@@ -299,9 +299,12 @@ export class StreamRelay implements Tickable {
       const body = this.#body;
       if (body && !body.done) body.drain(2_000);
     } else {
-      // Abort first: a disconnected client must free the GPU at once.
-      this.#abort.abort(error ?? clientAbortedError());
-      this.#body?.destroy();
+      // Abort first: a disconnected client must free the GPU at once. Nobody reads the stacks of the errors undici and
+      // Node make on the way (src/errors.ts, withoutStacks).
+      withoutStacks(() => {
+        this.#abort.abort(error ?? clientAbortedError());
+        this.#body?.destroy();
+      });
       if (outcome === 'client_aborted' || outcome === 'client_stalled') w.destroy();
       else if (error) w.fail(error, () => this.#protocol.writeError(w, error));
       else w.end();
