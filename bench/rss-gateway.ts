@@ -1,6 +1,7 @@
 /**
  * `sluice serve`, run by bench/rss-cycles.ts with an IPC channel so that the gateway's own process can report its
- * memory: the same `serveCommand` as `bin/sluice.mjs serve` (and so the same V8 flags it sets), plus answers to
+ * memory: the same `serveCommand` as `bin/sluice.mjs serve` (and so the same V8 flags it sets, at the same moments),
+ * plus answers to
  *
  *   {type:'measure', seq, gc}  → {type:'measure', seq, memory: GatewayMemory}   (gc: 'full' runs full collections
  *                                 first, 'reduce' a memory-reducing one as V8 does under memory pressure; needs
@@ -14,7 +15,11 @@ import { listening } from './processes.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from 'node:v8';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { serveCommand } from '../src/cli/serve-command.ts';
+import { capYoungGenerationWhileLoading } from '../src/cli/young-generation.ts';
+
+// As bin/sluice.mjs does for `serve`, before the CLI's modules load (src/cli/young-generation.ts).
+capYoungGenerationWhileLoading();
+const { serveCommand } = await import('../src/cli/serve-command.ts');
 
 export interface GatewayMemory {
   /** process.memoryUsage(), bytes. */

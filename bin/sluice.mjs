@@ -8,5 +8,10 @@ if (major < 24) {
   );
   process.exit(1);
 }
+if (process.argv[2] === 'serve') {
+  // Before the CLI's modules load: loading them is what sizes V8's young generation (src/cli/young-generation.ts).
+  const { capYoungGenerationWhileLoading } = await import('../src/cli/young-generation.ts');
+  capYoungGenerationWhileLoading();
+}
 const { main } = await import('../src/cli/main.ts');
 process.exitCode = await main(process.argv.slice(2));

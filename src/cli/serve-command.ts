@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { setFlagsFromString } from 'node:v8';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import { startGatewayWithConfig, type Gateway } from '../gateway.ts';
 import { intOption } from './args.ts';
@@ -16,6 +15,7 @@ import { runPrimary, WORKER_INDEX_ENV } from '../cluster/primary.ts';
 import { joinCluster } from '../cluster/worker.ts';
 import { SIM_URL_ENV } from '../cluster/ipc.ts';
 import { consoleEnabled } from '../console/access.ts';
+import { freezeYoungGeneration } from './young-generation.ts';
 
 export const SERVE_HELP = `Usage: sluice serve [options]
 
@@ -75,7 +75,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     console.log(SERVE_HELP);
     return 0;
   }
-  keepYoungGenerationSmall();
+  // Memory per open stream: V8's young generation stays at its start-up size (src/cli/young-generation.ts).
+  freezeYoungGeneration();
   let config;
   try {
     config = loadConfig(values.config ?? (process.env['SLUICE_CONFIG'] || undefined), process.env, {
@@ -229,16 +230,4 @@ function hasUserinfo(url: string): boolean {
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
-/**
- * Memory per open stream: when many objects survive a scavenge, as when hundreds of streams open at once, V8 doubles
- * its young generation up to 2 × 32 MiB, and every page of it stays resident: half of the RSS per idle stream
- * (docs/performance.md). With growth factor 1 it stays at the size start-up left it (2 × 8 MiB with Node 24.9): V8
- * reads the factor at each growth, and only the command-line form is clamped to at least 2. An operator who sizes the
- * young generation with Node flags is left alone.
- */
-function keepYoungGenerationSmall(): void {
-  const flags = `${process.execArgv.join(' ')} ${process.env['NODE_OPTIONS'] ?? ''}`;
-  if (!/--[\w-]*semi[-_]space/.test(flags)) setFlagsFromString('--semi-space-growth-factor=1');
 }
