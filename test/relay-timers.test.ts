@@ -161,3 +161,33 @@ test('the first stream after a quiet period starts its clocks now, not at the la
   advance(t, 1_000);
   assert.equal(results[0]?.error?.code, 'SLUICE_UPSTREAM_FIRST_BYTE_TIMEOUT');
 });
+
+test('clients that leave together: every upstream is aborted before any of their bookkeeping runs', async () => {
+  const ticker = new Ticker(1_000);
+  const streams = [setup({}, ticker), setup({}, ticker), setup({}, ticker)];
+  const bodies = streams.map((s) => {
+    const body = new PassThrough();
+    s.relay.attach(fromReadable(body));
+    return body;
+  });
+  for (const b of bodies) b.write(CHUNK);
+  await settle();
+  for (const s of streams) s.relay.clientClosed();
+  // In the same turn of the loop: all aborted, none destroyed at the client side or reported yet.
+  for (const [i, s] of streams.entries()) {
+    assert.ok(s.relay.signal.aborted, `stream ${i}'s upstream is aborted at once`);
+    assert.ok(bodies[i]!.destroyed, `stream ${i}'s upstream body is destroyed at once`);
+    assert.equal(s.results.length, 0, `stream ${i}'s end is not reported yet`);
+    assert.ok(!s.writer.log.includes('destroy'));
+  }
+  await settle();
+  for (const s of streams) {
+    assert.deepEqual(s.results.map((r) => r.outcome), ['client_aborted']);
+    assert.equal(s.writer.log.at(-1), 'destroy');
+  }
+  // A second close of a stream already ended reports nothing more.
+  streams[0]!.relay.clientClosed();
+  await settle();
+  assert.equal(streams[0]!.results.length, 1);
+  assert.equal(ticker.size, 0);
+});
