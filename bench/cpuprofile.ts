@@ -9,19 +9,19 @@ import { fileURLToPath } from 'node:url';
  *   node bench/cpuprofile.ts FILE.cpuprofile [--top N] [--folded OUT.folded]
  */
 
-interface CallFrame {
+export interface CallFrame {
   functionName: string;
   url: string;
   lineNumber: number;
 }
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: CallFrame;
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];

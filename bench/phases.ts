@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { CallFrame, CpuProfile, ProfileNode } from './cpuprofile.ts';
 
 /**
  * What one request costs, phase by phase, from a V8 .cpuprofile of `sluice serve` (bench/run.ts --cpu-prof DIR, or
@@ -15,21 +16,6 @@ import { fileURLToPath } from 'node:url';
  * given in µs per request; --unmatched lists the commonest stacks no rule named, --detail each phase's top functions
  * by self time.
  */
-
-interface CallFrame {
-  functionName: string;
-  url: string;
-}
-interface ProfileNode {
-  id: number;
-  callFrame: CallFrame;
-  children?: number[];
-}
-interface CpuProfile {
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-}
 
 /** A rule: a function name (exact) and where it lives (a substring of its URL, '' for native or any). */
 type Rule = readonly [phase: string, name: string | RegExp, url: string];
