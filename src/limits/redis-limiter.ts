@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { SluiceError } from '../errors.ts';
 import type { KeyLimits } from '../state/store.ts';
-import { LuaScript } from '../state/lua-script.ts';
+import { LuaScript, ScriptBatch } from '../state/lua-script.ts';
 import type { StoreHealth } from '../state/store-health.ts';
 import { Limiter, rateLimitedError, WINDOW_MS, type Admitted, type RateLimiter, type Reservation } from './limiter.ts';
 import { resetDuration } from './reset-duration.ts';
@@ -169,6 +169,8 @@ export interface RedisLimiterOptions {
  */
 export class RedisLimiter implements RateLimiter {
   readonly #redis: Redis;
+  /** Reservations and settlements of one turn of the event loop go to Redis in one write. */
+  readonly #batch: ScriptBatch;
   readonly #health: StoreHealth;
   readonly #graceMs: number;
   readonly #leaseMs: number;
@@ -184,6 +186,7 @@ export class RedisLimiter implements RateLimiter {
 
   constructor(redis: Redis, health: StoreHealth, options: RedisLimiterOptions) {
     this.#redis = redis;
+    this.#batch = new ScriptBatch(redis);
     this.#health = health;
     this.#graceMs = options.outageGraceMs;
     this.#leaseMs = options.leaseMs ?? LEASE_MS;
@@ -207,7 +210,7 @@ export class RedisLimiter implements RateLimiter {
     const keys = rlKeys(name);
     let r: number[];
     try {
-      r = (await RESERVE.run(this.#redis, keys, [rpm ?? -1, tpm ?? -1, concurrency ?? -1, reserve, id, this.#leaseMs, WINDOW_MS])) as number[];
+      r = (await this.#batch.run(RESERVE, keys, [rpm ?? -1, tpm ?? -1, concurrency ?? -1, reserve, id, this.#leaseMs, WINDOW_MS])) as number[];
     } catch (err) {
       this.#health.failed(err, 'a limit reservation');
       this.#retryAt = performance.now() + RETRY_AFTER_FAILURE_MS;
@@ -230,7 +233,7 @@ export class RedisLimiter implements RateLimiter {
         this.#held.delete(id);
         if (tpm === null && concurrency === null) return;
         const real = Math.max(0, Math.ceil(tokens));
-        SETTLE.run(this.#redis, [keys[1], keys[2], keys[3]], [id, reserve, real, WINDOW_MS, tpm === null ? 0 : 1, concurrency === null ? 0 : 1]).catch((err: unknown) => {
+        this.#batch.run(SETTLE, [keys[1], keys[2], keys[3]], [id, reserve, real, WINDOW_MS, tpm === null ? 0 : 1, concurrency === null ? 0 : 1]).catch((err: unknown) => {
           // The lease frees itself within LEASE_MS; the tokens stay at the reservation.
           this.#health.failed(err, 'a limit settlement');
         });
