@@ -88,7 +88,7 @@ try {
   }
   subjects.push(await open(HERE, 'this checkout'));
   if (values.root) subjects.push(await open(resolve(values.root), values.root));
-  for (const s of subjects) await run(s, Math.min(waves, 500)); // warm-up: JIT, the scripts loaded
+  for (const s of subjects) await run(s, 300); // warm-up: JIT, the scripts loaded
   for (let r = 0; r < rounds; r++) {
     for (const s of r % 2 === 0 ? subjects : [...subjects].reverse()) {
       const c0 = process.cpuUsage();
