@@ -15,12 +15,14 @@
  * With perf (root), the gateway's system calls per request are counted too: unlike CPU time, they do not depend on
  * what else the machine runs.
  *
- * `--perf-record DIR` records each measured run with `perf record -e cpu-clock -g` (the gateway with
- * --perf-basic-prof, so JIT frames have names): read with `perf report -i FILE --no-children --sort sym`.
+ * `--perf-record DIR` records each measured run with `perf record -e cpu-clock -g`: time on a CPU only, where V8's
+ * sampler counts wall time (a write that wakes redis-server and is preempted by it looks expensive there). The
+ * gateways run with --perf-basic-prof, so JIT frames have names (V8's log that comes with it goes to the scratch
+ * directory). Read with `perf report -i FILE --no-children --sort sym`.
  *
  * `--cpu-prof DIR` profiles every gateway (one .cpuprofile per target in DIR/TARGET-N/; read them with
- * bench/cpuprofile.ts). `--pause` prints the gateways' pids after the warm-up and waits for Enter, for a profiler or
- * `valgrind` attached by hand.
+ * bench/cpuprofile.ts). `--pause` prints the gateways' pids after the warm-up and waits for Enter, for a profiler
+ * attached by hand.
  */
 import { Agent, request } from 'node:http';
 import { mkdirSync, mkdtempSync } from 'node:fs';
@@ -130,7 +132,7 @@ try {
     const dir = join(scratch, `${t.store}-${i + 1}`);
     mkdirSync(dir, { recursive: true });
     if (t.store !== 'none') t.keys = await setUpKeys(t.store, t.bin, dir);
-    const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(values['cpu-prof'], `${t.store}-${i + 1}`)] : values['perf-record'] ? ['--perf-basic-prof'] : [];
+    const prof = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', join(values['cpu-prof'], `${t.store}-${i + 1}`)] : values['perf-record'] ? ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(dir, 'v8.log')}`] : [];
     t.gw = await startSluice(t.bin, upstream.url, join(dir, 'sluice.log'), prof, t.keys?.serveArgs ?? []);
     t.agent = new Agent({ keepAlive: true, maxSockets: connections });
     await drive(t, Math.min(2_000, perRound)); // warm-up: JIT, connection pools
