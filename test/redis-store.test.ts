@@ -202,6 +202,68 @@ test('the limiter: one script reserves across instances, settles with the real u
   assert.ok(performance.now() - started < 3_000);
 });
 
+test('the limiter: admissions of one turn of the event loop go to Redis in one write, in order, each with its own answer, also after SCRIPT FLUSH', async (t) => {
+  const r = await startRedis(t);
+  const store = (await openStore(r.url)) as RedisStore;
+  t.after(() => store.close());
+  const limiter = new RedisLimiter(store.redis, store.health, { outageGraceMs: 1000 });
+  t.after(() => limiter.close());
+  // A fresh Redis knows no script yet: the first calls load them.
+  (await limiter.admit('warm-up', { ...NO_LIMITS, tpm: 10, concurrency: 1 }, 0)).reservation.settle(0);
+  await waitFor(async () => (await store.redis.zcard('sluice:rl:{warm-up}:conc')) === 0);
+  // Counts what ioredis writes to its socket: one write per turn, whatever the number of calls in it.
+  const socket = (store.redis as unknown as { stream: { write: (...a: unknown[]) => boolean } }).stream;
+  const write = socket.write.bind(socket);
+  let writes = 0;
+  socket.write = (...a: unknown[]) => {
+    writes++;
+    return write(...a);
+  };
+  const limits: KeyLimits = { ...NO_LIMITS, rpm: 3, tpm: 1000, concurrency: 10 };
+  const burst = async (name: string): Promise<(string | undefined)[]> => {
+    const calls = Array.from({ length: 5 }, () => Promise.resolve(limiter.admit(name, limits, 10)));
+    const out = await Promise.allSettled(calls);
+    return out.map((o) => (o.status === 'fulfilled' ? o.value.headers['x-ratelimit-remaining-requests'] : (o.reason as SluiceError).status === 429 ? '429' : String(o.reason)));
+  };
+  // Five at once, rpm 3: the first three in the order they were made, then two refusals. Two keys in the same turn:
+  // one script each, in the same write.
+  const [a, d] = await Promise.all([burst('a'), burst('d')]);
+  assert.deepEqual(a, ['2', '1', '0', '429', '429']);
+  assert.deepEqual(d, ['2', '1', '0', '429', '429']);
+  assert.equal(writes, 1);
+  assert.equal(await store.redis.zcard('sluice:rl:{a}:req'), 3);
+  assert.equal(await store.redis.get('sluice:rl:{a}:tsum'), '30');
+  // Settlements of one turn share a write too, and each lands.
+  const held = await Promise.all([limiter.admit('c', limits, 10), limiter.admit('c', limits, 10)]);
+  assert.equal(await store.redis.zcard('sluice:rl:{c}:conc'), 2);
+  writes = 0;
+  for (const h of held) h.reservation.settle(4);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(writes, 1);
+  assert.equal(await store.redis.zcard('sluice:rl:{c}:conc'), 0);
+  assert.equal(await store.redis.get('sluice:rl:{c}:tsum'), '8');
+  // Within a key's script the calls keep their order: a settlement made before an admission frees the slot for it,
+  // one made after it does not.
+  const one: KeyLimits = { ...NO_LIMITS, concurrency: 1 };
+  const x = await limiter.admit('e', one, 0);
+  const refused = Promise.resolve(limiter.admit('e', one, 0));
+  x.reservation.settle(0);
+  await assert.rejects(refused, /1 concurrent requests/);
+  const y = await limiter.admit('e', one, 0);
+  y.reservation.settle(0);
+  const z = await limiter.admit('e', one, 0);
+  assert.equal(await store.redis.zcard('sluice:rl:{e}:conc'), 1);
+  z.reservation.settle(0);
+  await waitFor(async () => (await store.redis.zcard('sluice:rl:{e}:conc')) === 0);
+  // Redis forgot the scripts (a restart, SCRIPT FLUSH): the batch (one script for the key) is answered NOSCRIPT and
+  // sent again whole, once, with the same answers.
+  await store.redis.script('FLUSH');
+  writes = 0;
+  assert.deepEqual(await burst('b'), ['2', '1', '0', '429', '429']);
+  assert.equal(writes, 2);
+  assert.equal(await store.redis.zcard('sluice:rl:{b}:req'), 3);
+});
+
 async function waitFor<T>(fn: () => Promise<T>, ms = 5_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
