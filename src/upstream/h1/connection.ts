@@ -208,28 +208,34 @@ export class H1Connection implements ExchangeOwner {
   #feed(buf: Buffer, from: number): void {
     const exchange = this.#exchange;
     if (exchange === undefined) return;
-    let at: number;
-    this.#feeding = true;
-    try {
-      at = this.#parser.execute(buf, from);
-    } catch (err) {
+    let at = from;
+    while (at < buf.length) {
+      const before = at;
+      this.#feeding = true;
+      try {
+        at = this.#parser.execute(buf, at);
+      } catch (err) {
+        this.#feeding = false;
+        this.#fail(err as Error);
+        return;
+      }
       this.#feeding = false;
-      this.#fail(err as Error);
-      return;
-    }
-    this.#feeding = false;
-    if (this.#exchange !== exchange) return; // aborted by its handler meanwhile
-    if (this.#ended !== undefined) {
-      this.#finish(exchange, this.#ended, at < buf.length);
-      return;
-    }
-    if (at < buf.length) {
-      // Paused by the handler in the middle of a read: the rest waits for `resume()`.
-      if (exchange.paused) {
+      if (this.#exchange !== exchange) return; // aborted by its handler meanwhile
+      if (this.#ended !== undefined) {
+        this.#finish(exchange, this.#ended, at < buf.length);
+        return;
+      }
+      if (exchange.paused && at < buf.length) {
+        // Paused by the handler in the middle of a read: the rest waits for `resume()`.
         this.#rest = buf;
         this.#restAt = at;
         this.#socket.pause();
-      } else this.#feed(buf, at);
+        return;
+      }
+      if (at === before) {
+        this.#fail(new H1Error('UND_ERR_SOCKET', 'bad response'));
+        return;
+      }
     }
   }
 

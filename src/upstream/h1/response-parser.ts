@@ -77,6 +77,10 @@ const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9]{2})(?:[ ]([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
 const CHUNK_LINE = /^([0-9A-Fa-f]+)(?:[ \t]*;[^\x00-\x08\x0a-\x1f\x7f]*)?$/;
 const DIGITS = /^[0-9]+$/;
+/** Byte → its hex digit value, -1 for anything else. */
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX[48 + i] = i;
+for (let i = 0; i < 6; i++) HEX[65 + i] = HEX[97 + i] = 10 + i;
 
 export class ResponseParser {
   readonly #events: ResponseEvents;
@@ -188,21 +192,29 @@ export class ResponseParser {
           break;
         }
         case CHUNK_SIZE: {
+          if (this.#pieceBytes === 0) {
+            // The common case, read straight from the bytes: hex digits and CRLF within this read, no extension.
+            let i = at;
+            let size = 0;
+            for (; i < end && i - at < 13; i++) {
+              const h = HEX[buf[i] as number] as number;
+              if (h < 0) break;
+              size = size * 16 + h;
+            }
+            if (i > at && i + 1 < end && buf[i] === 13 && buf[i + 1] === 10) {
+              at = i + 2;
+              this.#chunk(size);
+              break;
+            }
+          }
           const line = this.#line(buf, at, this.#limits.maxChunkLineBytes, 'chunk');
           at = this.#next;
           if (line === undefined) break;
           const m = CHUNK_LINE.exec(line);
           const hex = m?.[1];
           if (hex === undefined) throw parseError('INVALID_CHUNK_SIZE', `invalid chunk size line '${printable(line)}'`);
-          if (hex.length > 13) throw parseError('INVALID_CHUNK_SIZE', `chunk size ${printable(hex)} exceeds 2^52`);
-          const size = parseInt(hex, 16);
-          if (size === 0) {
-            this.#state = TRAILERS;
-            this.#startHead();
-          } else {
-            this.#remaining = size;
-            this.#state = CHUNK_DATA;
-          }
+          if (hex.replace(/^0+(?=.)/, '').length > 13) throw parseError('INVALID_CHUNK_SIZE', `chunk size ${printable(hex)} exceeds 2^52`);
+          this.#chunk(parseInt(hex, 16));
           break;
         }
         case CHUNK_DATA: {
@@ -234,6 +246,17 @@ export class ResponseParser {
       }
     }
     return at;
+  }
+
+  /** A chunk-size line was read: the chunk's data follows, or the trailers after the last chunk. */
+  #chunk(size: number): void {
+    if (size === 0) {
+      this.#state = TRAILERS;
+      this.#startHead();
+    } else {
+      this.#remaining = size;
+      this.#state = CHUNK_DATA;
+    }
   }
 
   #startHead(): void {
