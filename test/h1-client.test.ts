@@ -466,3 +466,43 @@ test('a large body handed over as a stream is sent whole with its length', async
   const out = await send(p, { body: Readable.from([big.subarray(0, 50_000), big.subarray(50_000)]), headers: { 'content-length': '100000' } }).done;
   assert.equal(out.body, '100000');
 });
+
+test('a paused reader loses nothing when the server sends the rest and closes meanwhile', async (t) => {
+  const pieces = Array.from({ length: 200 }, (_, i) => `data: ${i} ${'x'.repeat(100)}\n\n`);
+  const up = await rawUpstream(t, (req) => {
+    req.socket.write(`HTTP/1.1 200 OK\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n`);
+    req.socket.write(chunked(...pieces).split('\r\n\r\n').slice(1).join('\r\n\r\n'));
+    req.socket.end();
+  });
+  const p = pool(t, up.url);
+  const r = send(p);
+  let paused = false;
+  r.onData = (_chunk, c) => {
+    if (!paused) {
+      paused = true;
+      c.pause();
+    }
+  };
+  await until(() => paused);
+  await sleep(200); // the server has written everything and closed its side
+
+  assert.ok(!r.calls.includes('end') && !r.calls.some((c) => c.startsWith('error')), 'nothing settled while paused');
+  r.controller!.resume();
+  const out = await r.done;
+  assert.equal(out.body, pieces.join(''));
+  assert.equal(p.connections, 0, 'Connection: close is not kept');
+});
+
+test('bytes on an idle connection close it; the next request takes a new one', async (t) => {
+  const up = await rawUpstream(t, (req) => {
+    req.socket.write(ok('x'));
+    if (req.body === 'then junk') setTimeout(() => req.socket.write('HTTP/1.1 200 OK\r\n\r\n'), 20);
+  });
+  const p = pool(t, up.url);
+  const closed = up.nextClose();
+  await send(p, { body: 'then junk' }).done;
+  await closed;
+  assert.equal(p.connections, 0);
+  assert.equal((await send(p).done).body, 'x');
+  assert.notEqual(up.requests[0]!.socket, up.requests[1]!.socket);
+});
