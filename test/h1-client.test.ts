@@ -506,3 +506,27 @@ test('bytes on an idle connection close it; the next request takes a new one', a
   assert.equal((await send(p).done).body, 'x');
   assert.notEqual(up.requests[0]!.socket, up.requests[1]!.socket);
 });
+
+test('malformed answers written one byte at a time fail the same way', async (t) => {
+  const picked = MALFORMED.filter((c) => /Content-Length with Transfer-Encoding|not hex|differing Content-Length fields|bare CR in a field|101/.test(c.name));
+  assert.equal(picked.length, 5);
+  let current = '';
+  const up = await rawUpstream(t, (req) => {
+    void (async () => {
+      for (const b of Buffer.from(current, 'latin1')) {
+        if (req.socket.destroyed) return;
+        req.socket.write(Buffer.from([b]));
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+  });
+  const p = pool(t, up.url);
+  for (const c of picked) {
+    current = c.raw;
+    const r = send(p);
+    assert.equal(await codeOf(r.done), c.code, c.name);
+    assert.ok(!r.calls.includes('end'));
+  }
+  await until(() => up.open() === 0);
+  assert.equal(new Set(up.requests.map((r) => r.socket)).size, picked.length, 'no connection reused after an error');
+});
