@@ -70,6 +70,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv, fla
   set('api_keys', envList('SLUICE_API_KEYS'));
   set('admin_key', env['SLUICE_ADMIN_KEY'] || undefined);
   set('allowed_hosts', envList('SLUICE_ALLOWED_HOSTS'));
+  set('upstream_client', env['SLUICE_UPSTREAM_CLIENT'] || undefined);
   const envWorkers = env['SLUICE_WORKERS'];
   if (envWorkers !== undefined && envWorkers !== '') raw['workers'] = envWorkers === 'auto' ? 'auto' : envNum('SLUICE_WORKERS');
   const envUpstreams = envList('SLUICE_UPSTREAMS');

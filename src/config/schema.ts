@@ -22,6 +22,9 @@ export const ROUTING_STRATEGIES = ['auto', 'least-loaded', 'engine-aware', 'pref
 export type RoutingStrategy = (typeof ROUTING_STRATEGIES)[number];
 export const SATURATION_ACTIONS = ['queue', 'shed'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
+/** The HTTP/1.1 client of an upstream's streamed requests: undici's, or Sluice's own (src/upstream/h1/). */
+export const HTTP_CLIENTS = ['undici', 'sluice'] as const;
+export type HttpClient = (typeof HTTP_CLIENTS)[number];
 
 const upstreamSchema = z.strictObject({
   /** OpenAI-compatible base URL ending in /v1, as the SDKs' baseURL. */
@@ -45,6 +48,8 @@ const upstreamSchema = z.strictObject({
   /** The engine's Prometheus endpoint, read by engine-aware routing; default: `/metrics` at the url's origin (vLLM and
    * SGLang serve it at the root, not under /v1). */
   metrics_url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, such as http://127.0.0.1:8000/metrics' }).optional(),
+  /** The client of its streamed generations (docs/config.md, "The upstream HTTP client"); default: `upstream_client`. */
+  http_client: z.enum(HTTP_CLIENTS).optional(),
 });
 
 /** Routing across the replicas of a model (docs/routing.md). A plain string (`routing: prefix-aware`) is `strategy`. */
@@ -123,6 +128,8 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   upstreams: z.array(upstreamSchema).default([]),
+  /** `http_client` of the upstreams that do not set their own (those given by `--upstream` included). */
+  upstream_client: z.enum(HTTP_CLIENTS).default('undici'),
   routing: routingSchema,
   /** Alias → model id served by some upstream. */
   aliases: z.record(z.string().min(1), z.string().min(1)).default({}),

@@ -13,6 +13,8 @@ export interface ForwardRequest {
   body: (upstream: Upstream) => string;
   headers: Record<string, string>;
   signal: AbortSignal;
+  /** A streamed generation: sent through the upstream's `streamPool` (Sluice's own client with `http_client: sluice`). */
+  streamed?: boolean;
   /** Largest error body read from an upstream. */
   maxErrorBytes: number;
   /** Called when a failed attempt moves the request on to another replica, with the replica and its failure. */
@@ -72,7 +74,7 @@ export async function forward(replicas: readonly Upstream[], req: ForwardRequest
     let response: UpstreamResponse;
     try {
       response = await dispatchRequest(
-        upstream.pool,
+        req.streamed === true ? upstream.streamPool : upstream.pool,
         { method: 'POST', path: upstream.path(req.path), ...requestBody(req.body(upstream), upstream.headers(req.headers)) },
         req.signal,
       );

@@ -201,7 +201,7 @@ export class Generation {
     ctx.monitor?.started(this.log, this.#keyName);
     ctx.metrics?.streamStarted(this.#model);
     try {
-      forwarded = await this.#forward(routed, relay.signal);
+      forwarded = await this.#forward(routed, relay.signal, true);
     } catch (err) {
       relay.fail(toSluiceError(err), 'upstream_error');
       return;
@@ -275,7 +275,7 @@ export class Generation {
     let forwarded: Forwarded | undefined;
     const log = this.log;
     try {
-      forwarded = await this.#forward(routed, controller.signal);
+      forwarded = await this.#forward(routed, controller.signal, false);
       log.upstream = forwarded.upstream.name;
       const answer = await readUnaryAnswer(forwarded, ctx.config.limits.max_response_bytes);
       const usage = readUsage(answer.body);
@@ -314,7 +314,7 @@ export class Generation {
     this.#unary?.abort(err);
   }
 
-  async #forward(routed: Routed, signal: AbortSignal): Promise<Forwarded> {
+  async #forward(routed: Routed, signal: AbortSignal, streamed: boolean): Promise<Forwarded> {
     const metrics = this.#ctx.metrics;
     // Every replica saturated: the request waits in the router's queue (a stream's heartbeats go on meanwhile).
     if (routed.plan?.saturated && this.#ctx.router) routed.replicas = await this.#ctx.router.wait(routed.plan, signal);
@@ -329,6 +329,7 @@ export class Generation {
       body: routed.body,
       headers: routed.headers,
       signal,
+      streamed,
       maxErrorBytes: MAX_ERROR_BYTES,
       onFailover:
         metrics === undefined && debug === undefined

@@ -122,6 +122,7 @@ export class MidStreamFailover {
         body: (u) => continuationBody(o.parsed, o.modelId, answer, o.continuousUsage(u)),
         headers: o.headers,
         signal: relay.signal,
+        streamed: true,
         maxErrorBytes: MAX_ERROR_BYTES,
         onFailover: ctx.metrics === undefined ? undefined : (reason) => ctx.metrics?.failover(reason),
       });

@@ -48,7 +48,7 @@ export class Registry {
   readonly #probes = new Map<Upstream, Promise<void>>();
 
   constructor(config: Config, env: NodeJS.ProcessEnv = process.env, log: RegistryLog = stderrLog) {
-    this.upstreams = config.upstreams.map((u, i) => new Upstream(u, i, config.timeouts.connect_ms, env));
+    this.upstreams = config.upstreams.map((u, i) => new Upstream({ ...u, http_client: u.http_client ?? config.upstream_client }, i, config.timeouts.connect_ms, env));
     this.#aliases = config.aliases;
     this.#health = config.health;
     this.#log = log;

@@ -1,4 +1,4 @@
-import type { Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
 import type { UpstreamSource, UpstreamSink } from '../relay/upstream-source.ts';
@@ -224,6 +224,11 @@ function brokeOff(err: Error, received: number): SluiceError {
   return upstreamFailure({ kind: 'truncated', message: `answer broke off after ${received} bytes (${why})`, cause: err });
 }
 
+/** What `dispatchRequest` sends through: undici's Pool, or Sluice's own (src/upstream/h1/pool.ts). */
+export interface Dispatches {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+}
+
 export interface UpstreamResponse {
   statusCode: number;
   headers: IncomingHttpHeaders;
@@ -234,7 +239,7 @@ export interface UpstreamResponse {
  * Sends one request through a pool with undici's dispatch API. Resolves when the response headers arrive; rejects
  * with the connect/request error, or with `signal.reason` when aborted before then. Aborting later ends the body.
  */
-export function dispatchRequest(pool: Pool, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<UpstreamResponse> {
+export function dispatchRequest(pool: Dispatches, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) {
       reject(abortReason(signal));

@@ -3,6 +3,8 @@ import type { UpstreamConfig } from '../config/schema.ts';
 import { ConfigError } from '../config/load.ts';
 import { redactSecrets, redactUrl } from '../openai/redact.ts';
 import { UpstreamArrivals } from './arrival-stats.ts';
+import { H1Pool } from './h1/pool.ts';
+import type { Dispatches } from './upstream-body.ts';
 import type { ResolvedDialect } from '../openai/dialects/create-normalizer.ts';
 
 /** What `dialect: auto` found, and the evidence, for the log line. */
@@ -34,6 +36,9 @@ export class Upstream {
   readonly baseUrl: string;
   readonly #pathPrefix: string;
   readonly pool: Pool;
+  /** The client of streamed generations: Sluice's own with `http_client: sluice`, else `pool`. */
+  readonly streamPool: Dispatches;
+  readonly #ownPool: H1Pool | undefined;
   readonly staticModels: readonly string[] | undefined;
   readonly dialect: UpstreamConfig['dialect'];
   /** `auto`'s finding, once model discovery has reached the engine. */
@@ -98,6 +103,12 @@ export class Upstream {
       keepAliveTimeout: 30_000,
       ...(config.max_connections > 0 ? { connections: config.max_connections } : {}),
     });
+    // Streamed requests only: health checks, discovery, metrics scrapes and non-streamed requests stay on undici.
+    this.#ownPool =
+      config.http_client === 'sluice'
+        ? new H1Pool(url.origin, { connectTimeoutMs, keepAliveTimeoutMs: 30_000, connections: config.max_connections })
+        : undefined;
+    this.streamPool = this.#ownPool ?? this.pool;
   }
 
   /** Path on the upstream for an OpenAI path such as `/chat/completions`. */
@@ -167,7 +178,7 @@ export class Upstream {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await Promise.all([this.pool.destroy(), this.#ownPool?.destroy()]);
   }
 
   toString(): string {

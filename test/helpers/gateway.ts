@@ -12,11 +12,15 @@ export async function sim(t: TestContext, options: SimulatorOptions = {}): Promi
   return s;
 }
 
+/** `SLUICE_TEST_UPSTREAM_CLIENT=sluice npx node --test test/x.test.ts` runs a test file's gateways with Sluice's own
+ * upstream client for streamed requests (`upstream_client`, docs/config.md). */
+const TEST_CLIENT = process.env['SLUICE_TEST_UPSTREAM_CLIENT'] === 'sluice' ? { upstream_client: 'sluice' as const } : {};
+
 /** Starts a gateway on port 0 whose request log lines are collected in `logs`, closed after the test. */
 export async function gateway(t: TestContext, options: GatewayOptions = {}): Promise<Gateway & { logs: RequestLogEntry[]; notices: string[] }> {
   const logs: RequestLogEntry[] = [];
   const notices: string[] = [];
-  const g = await startGateway({ port: 0, drain: { timeout_ms: 0 }, discovery_interval_ms: 0, health: { interval_ms: 0 }, notice: (l) => notices.push(l), ...options, logger: (e) => logs.push(e) });
+  const g = await startGateway({ port: 0, drain: { timeout_ms: 0 }, discovery_interval_ms: 0, health: { interval_ms: 0 }, notice: (l) => notices.push(l), ...TEST_CLIENT, ...options, logger: (e) => logs.push(e) });
   t.after(() => g.close());
   return Object.assign(g, { logs, notices });
 }
