@@ -69,9 +69,16 @@ test('prefix-aware: each conversation\'s turns stick to the replica holding its 
 test('the session header, else the user field, keeps a session on one replica when nothing else decides', async (t) => {
   const sims = await Promise.all(names.map(() => sim(t, { timing: FAST })));
   const g = await gateway(t, { routing: { strategy: 'engine-aware', metrics: { interval_ms: 20 } }, upstreams: sims.map((s, i) => ({ url: s.url, name: names[i] as string })) });
+  // "Nothing else decides": every engine idle, and scraped as idle, before each request. Under load the engine that
+  // served the last request could still be seen running it, and a busier engine rightly loses to an idle one.
+  const idle = async (): Promise<void> => {
+    for (let i = 0; i < 100 && sims.some((s) => s.stats.inFlight > 0); i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 60));
+  };
   for (const [session, how] of [['alice', 'header'], ['bob', 'header'], ['carol', 'user']] as const) {
     const seen = new Set<string>();
     for (let i = 0; i < 5; i++) {
+      await idle();
       const res = await post(`${g.url}/chat/completions`, chatBody(how === 'user' ? { user: session } : {}), how === 'header' ? { 'x-session-id': session } : {});
       await res.text();
       seen.add(g.logs.at(-1)?.upstream as string);
@@ -80,6 +87,7 @@ test('the session header, else the user field, keeps a session on one replica wh
   }
   const seen = new Set<string>();
   for (let i = 0; i < 4; i++) {
+    await idle();
     await (await post(`${g.url}/chat/completions`, chatBody())).text();
     seen.add(g.logs.at(-1)?.upstream as string);
   }
