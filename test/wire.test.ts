@@ -168,10 +168,11 @@ function openStream(url: string): Promise<import('node:http').IncomingMessage> {
   });
 }
 
-test('a slow client pauses the upstream: bounded buffering, nothing lost', async (t) => {
+// On both upstream clients: undici, and Sluice's own (src/upstream/h1/), which pauses its socket itself.
+for (const client of ['undici', 'sluice'] as const) test(`a slow client pauses the upstream (${client}): bounded buffering, nothing lost`, async (t) => {
   const total = 50_000; // ~50 MB if nothing pushed back
   const up = await fastUpstream(t, total);
-  const g = await gateway(t, { upstreams: [{ url: up.url }] });
+  const g = await gateway(t, { upstreams: [{ url: up.url, http_client: client }] });
   const res = await openStream(g.url);
   res.pause(); // the client reads nothing for a while
   await new Promise((r) => setTimeout(r, 1_000));
