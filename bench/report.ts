@@ -14,6 +14,18 @@ export const DEFAULT_TARGETS: readonly TargetName[] = ['direct', 'nginx', 'sluic
 /** The `node-*` targets' modes in bench/floor.ts. */
 export const FLOOR_MODES: Partial<Record<TargetName, string>> = { 'node-relay': 'relay', 'node-http': 'http', 'node-raw': 'raw' };
 
+/**
+ * The order the targets run in, in round `round` (from 0). Each round starts the rotation at another target, so that
+ * a slow drift of the machine favours none; with three targets or more, odd rounds also run it backwards, since a
+ * rotation alone keeps every target right after the same neighbour (sluice before sluice-b in every round biased
+ * their comparison by about 10%: docs/performance.md, "Round 2"). With two, reversing a rotation undoes it, so they
+ * only alternate: before that, `--targets sluice,sluice-b` ran sluice first in every round (finding 13).
+ */
+export function roundOrder<T>(targets: readonly T[], round: number): T[] {
+  const rotated = targets.map((_, i) => targets[(i + round) % targets.length] as T);
+  return targets.length > 2 && round % 2 === 1 ? rotated.reverse() : rotated;
+}
+
 export interface ProfileOutcome {
   profile: ProfileName;
   description: string;

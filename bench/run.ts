@@ -17,7 +17,7 @@ import {
   type LoadGenerator,
   type Running,
 } from './processes.ts';
-import { backgroundCpuPercent, DEFAULT_TARGETS, FLOOR_MODES, formatTable, mergeRounds, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
+import { backgroundCpuPercent, DEFAULT_TARGETS, FLOOR_MODES, formatTable, mergeRounds, roundOrder, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
 import { joinCloses, summarize } from './stats.ts';
 import { summarizeProfileFile } from './cpuprofile.ts';
 import { syscallCountingAvailable } from './syscalls.ts';
@@ -315,11 +315,7 @@ try {
   const load = await startLoad();
   running.add(load);
   for (let round = 0; round < rounds; round++) {
-    // Each round starts the rotation at another target, so that a slow drift of the machine favours none; odd rounds
-    // also run it backwards, since a rotation alone keeps every target right after the same neighbour (sluice before
-    // sluice-b in every round biased their comparison by about 10%: docs/performance.md, "Round 2").
-    const rotated = targets.map((_, i) => targets[(i + round) % targets.length] as TargetName);
-    const order = round % 2 === 1 ? rotated.reverse() : rotated;
+    const order = roundOrder(targets, round);
     for (const p of profiles) outcomes.get(p.name)?.push(await runProfile(load, p, order, round));
   }
 } finally {

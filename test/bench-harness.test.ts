@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { joinCloses, percentile, Samples, summarize } from '../bench/stats.ts';
 import { summarizeProfile } from '../bench/cpuprofile.ts';
-import { FLOOR_MODES, mergeRounds, rowsFor, type ProfileOutcome, type TargetName } from '../bench/report.ts';
+import { FLOOR_MODES, mergeRounds, roundOrder, rowsFor, type ProfileOutcome, type TargetName } from '../bench/report.ts';
 import { startFloor, startLoad, startUpstream, type LoadGenerator, type Upstream } from '../bench/processes.ts';
 import type { PhaseResult } from '../bench/phase.ts';
 
@@ -206,4 +206,11 @@ test('the node-* reference proxies carry a tiny run whole and close the upstream
       await proxy.stop();
     }
   }
+});
+
+test('rounds vary the order: with two targets each runs first in every other round; with more, neighbours change too', () => {
+  const two = [0, 1, 2, 3].map((r) => roundOrder(['sluice', 'sluice-b'], r).join(','));
+  assert.deepEqual(two, ['sluice,sluice-b', 'sluice-b,sluice', 'sluice,sluice-b', 'sluice-b,sluice']);
+  const four = [0, 1, 2].map((r) => roundOrder(['direct', 'nginx', 'sluice', 'sluice-b'], r).join(','));
+  assert.deepEqual(four, ['direct,nginx,sluice,sluice-b', 'direct,sluice-b,sluice,nginx', 'sluice,sluice-b,direct,nginx']);
 });
