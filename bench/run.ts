@@ -35,12 +35,12 @@ Runs the simulator as the upstream, then for each profile drives the same load s
 other, each in its own process, and prints one table. The default is a quick run (about 3 minutes).
 
 Options:
-  --profile P       latency, throughput, idle, churn or all; a comma list works (default all)
+  --profile P       latency, throughput, idle, churn, wave or all; a comma list works (default all)
                     (--profile routing: four simulator replicas through each routing strategy, bench/routing.ts;
                     --profile routing --help for its options)
   --full            the issue's full sizes: 60 s latency window, 5,000 idle streams, 30 s elsewhere
   --duration S      measurement window per phase, seconds (overrides the profile's)
-  --concurrency N   streams (latency, throughput, idle) or in-flight cap (churn) (overrides the profile's)
+  --concurrency N   streams (latency, throughput, idle), in-flight cap (churn) or wave size (wave) (overrides the profile's)
   --rate N          churn: new connections per second
   --prompt-bytes N  size of each request's prompt (default 16): what a proxy holds per open stream
   --rounds N        run everything N times, targets in rotating order, and report per-figure medians (default 1)

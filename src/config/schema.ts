@@ -272,12 +272,12 @@ export const configSchema = z.strictObject({
       format: z.enum(LOG_FORMATS).default('json'),
     })
     .prefault({}),
-  /** Gateway processes sharing the port (node:cluster, docs/deploy.md): `auto` = one per core. Shared state (limits,
-   * resumable streams) is shared across workers as across instances: through the Redis state store. */
   /** The longest the set-up of a burst of new requests runs before the streams already open get their turn, ms per
    * turn of the event loop (src/generation/setup-gate.ts); 0 (the default): no slicing. Measured: it costs a wave's
    * time to first byte more than it gives the open streams (docs/performance.md, "Set-up in slices"). */
   setup_slice_ms: z.number().min(0).max(1000).default(0),
+  /** Gateway processes sharing the port (node:cluster, docs/deploy.md): `auto` = one per core. Shared state (limits,
+   * resumable streams) is shared across workers as across instances: through the Redis state store. */
   workers: z.union([z.number().int().min(1).max(256), z.literal('auto')]).default(1),
   /** Built-in simulator settings, used when no upstream is configured. */
   sim: z

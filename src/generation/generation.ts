@@ -145,8 +145,6 @@ export class Generation {
   async stream(parsed: ParsedRequest, clientWriter: StreamWriter): Promise<void> {
     let writer = clientWriter;
     let routed: Routed;
-    const turn = this.#ctx.setupGate?.enter();
-    if (turn !== undefined) await turn;
     try {
       routed = await this.#admit(parsed, true);
     } catch (err) {
@@ -256,8 +254,6 @@ export class Generation {
   /** Runs a non-streamed generation: forwards with failover and hands the upstream's JSON answer to `reply`. */
   async unary(parsed: ParsedRequest, reply: UnaryResponder): Promise<void> {
     let routed: Routed;
-    const turn = this.#ctx.setupGate?.enter();
-    if (turn !== undefined) await turn;
     try {
       routed = await this.#admit(parsed, false);
     } catch (err) {
@@ -348,6 +344,9 @@ export class Generation {
    * Keys and limits go here (they may need the state store, hence async). Throws the client's SluiceError.
    */
   async #admit(parsed: ParsedRequest, stream: boolean): Promise<Routed> {
+    // Under a wave of new requests, set-up may wait its turn here (`setup_slice_ms`, src/generation/setup-gate.ts).
+    const turn = this.#ctx.setupGate?.enter();
+    if (turn !== undefined) await turn;
     const { registry } = this.#ctx;
     this.log.model = parsed.model;
     this.log.stream = stream;
