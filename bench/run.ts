@@ -16,6 +16,7 @@ import {
   startUpstream,
   type LoadGenerator,
   type Running,
+  type Upstream,
 } from './processes.ts';
 import { backgroundCpuPercent, DEFAULT_TARGETS, FLOOR_MODES, formatTable, mergeRounds, roundOrder, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
 import { joinCloses, summarize } from './stats.ts';
@@ -32,7 +33,7 @@ const HELP = `Usage: npm run bench -- [options]      (or: node bench/run.ts [opt
 
 Runs the simulator as the upstream, then for each profile drives the same load straight at it, through nginx
 (proxy_buffering off; when installed) and through Sluice (when this checkout has 'sluice serve'), one after the
-other, each in its own process, and prints one table. The default is a quick run (about 3 minutes).
+other, each in its own process, and prints one table. The default is a quick run (about 5 minutes).
 
 Options:
   --profile P       latency, throughput, idle, churn, wave or all; a comma list works (default all)
@@ -50,6 +51,7 @@ Options:
   --json FILE       also write every result as JSON, for comparison across commits
   --sluice-bin FILE another checkout's bin/sluice.mjs to measure (e.g. an older commit; default this checkout's)
   --sluice-node-args="ARGS"  extra Node flags for Sluice's process, e.g. --sluice-node-args="--max-semi-space-size=16"
+  --sluice-b-node-args="ARGS"  the same for Sluice B (default: --sluice-node-args)
   --sluice-args="ARGS"       extra 'sluice serve' flags, e.g. --sluice-args="--config bench.yaml"
   target sluice-b   a second Sluice in the same run, side by side (--targets direct,nginx,sluice,sluice-b): another
                     checkout (--sluice-b-bin FILE; default this one) and/or other flags (--sluice-b-args="ARGS"),
@@ -61,6 +63,8 @@ Options:
   --workers N       nginx's worker_processes and Sluice's --workers (default 1); CPU and memory are summed over
                     each proxy's processes
   --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
+  --warm-upstream S each profile's fresh simulator first serves the profile's load directly for S seconds, unmeasured,
+                    so the first target measured does not meet a cold upstream (default 10; 0 turns it off)
   -h, --help        this help`;
 
 // `--profile routing` is its own benchmark (bench/routing.ts): replicas and strategies, not proxies side by side.
@@ -86,12 +90,14 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     'sluice-bin': { type: 'string' },
     'sluice-node-args': { type: 'string' },
+    'sluice-b-node-args': { type: 'string' },
     'sluice-args': { type: 'string' },
     'sluice-b-bin': { type: 'string' },
     'sluice-b-args': { type: 'string' },
     'sluice-keys': { type: 'string' },
     'sluice-b-keys': { type: 'string' },
     workers: { type: 'string' },
+    'warm-upstream': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
   strict: true,
@@ -126,6 +132,7 @@ const concurrency = positive('--concurrency', flags.concurrency);
 const rate = positive('--rate', flags.rate);
 const rounds = Math.round(positive('--rounds', flags.rounds) ?? 1);
 const promptBytes = Math.round(positive('--prompt-bytes', flags['prompt-bytes']) ?? 16);
+const warmUpstreamMs = flags['warm-upstream'] === '0' ? 0 : (positive('--warm-upstream', flags['warm-upstream']) ?? 10) * 1000;
 const profiles: Profile[] = profileNames.map((name) => {
   const p = profileFor(name, flags.full);
   if (durationS !== undefined) p.durationMs = durationS * 1000;
@@ -174,7 +181,9 @@ const targets: TargetName[] = TARGETS.filter((t) => {
 const countSyscalls = targets.some((t) => t !== 'direct') && syscallCountingAvailable();
 if (workers > 1) notes.push(`workers: ${workers} (nginx worker_processes with its master, sluice --workers with its primary); CPU and memory are summed over each proxy's processes${countSyscalls ? '; syscall figures count the first process only' : ''}`);
 if (!countSyscalls && targets.some((t) => t !== 'direct')) notes.push('perf cannot count syscall tracepoints here (needs perf and root): no syscall figures');
-const sluiceNodeArgs = (flags['sluice-node-args'] ?? '').split(' ').filter((a) => a !== '');
+if (warmUpstreamMs > 0) notes.push(`each profile's simulator first serves its load directly for ${warmUpstreamMs / 1000} s, unmeasured (--warm-upstream)`);
+const sluiceNodeArgs = words(flags['sluice-node-args']);
+const sluiceBNodeArgs = flags['sluice-b-node-args'] === undefined ? sluiceNodeArgs : words(flags['sluice-b-node-args']);
 const cpuProfDir = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
 if (cpuProfDir !== undefined) mkdirSync(cpuProfDir, { recursive: true });
 
@@ -213,8 +222,8 @@ const machine = {
   kernel: `Linux ${release()}`,
   node: process.version,
   nginx: nginx ?? 'not installed',
-  sluice: targets.includes('sluice') ? `${sluiceVersion(sluiceBin)}${sluiceArgs.length ? ` (${sluiceArgs.join(' ')})` : ''}${sluiceKeys ? `, keys and limits on ${sluiceKeys}` : ''}` : 'not measured',
-  sluiceB: targets.includes('sluice-b') ? `${sluiceVersion(sluiceBBin)}${sluiceBArgs.length ? ` (${sluiceBArgs.join(' ')})` : ''}${sluiceBKeys ? `, keys and limits on ${sluiceBKeys}` : ''}` : 'not measured',
+  sluice: targets.includes('sluice') ? `${sluiceVersion(sluiceBin)}${sluiceNodeArgs.length ? ` [node ${sluiceNodeArgs.join(' ')}]` : ''}${sluiceArgs.length ? ` (${sluiceArgs.join(' ')})` : ''}${sluiceKeys ? `, keys and limits on ${sluiceKeys}` : ''}` : 'not measured',
+  sluiceB: targets.includes('sluice-b') ? `${sluiceVersion(sluiceBBin)}${sluiceBNodeArgs.length ? ` [node ${sluiceBNodeArgs.join(' ')}]` : ''}${sluiceBArgs.length ? ` (${sluiceBArgs.join(' ')})` : ''}${sluiceBKeys ? `, keys and limits on ${sluiceBKeys}` : ''}` : 'not measured',
 };
 
 const running = new Set<{ stop(): Promise<void> }>();
@@ -239,11 +248,44 @@ if (targets.includes('sluice-b')) console.log(`Sluice B: ${machine.sluiceB}`);
 console.log(`targets: ${targets.join(', ')}; prompt ${promptBytes} bytes; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
 for (const n of notes) console.log(`note: ${n}`);
 
+function specFor(p: Profile, target: TargetName, upstream: Upstream, proxy: Running | undefined, authorization: string | undefined): PhaseSpec {
+  return {
+    profile: p.name,
+    target,
+    url: proxy?.url ?? upstream.url,
+    upstreamUrl: upstream.url,
+    pids: { upstream: upstream.pid, ...(proxy ? { proxy: proxy.pid } : {}) },
+    concurrency: p.concurrency,
+    durationMs: p.durationMs,
+    warmupMs: p.warmupMs,
+    sim: p.sim,
+    rate: p.rate,
+    abortEveryMs: p.abortEveryMs,
+    openPerSecond: p.openPerSecond,
+    background: p.background,
+    waveEveryMs: p.waveEveryMs,
+    syscalls: countSyscalls,
+    promptBytes,
+    authorization,
+  };
+}
+
+/**
+ * A fresh simulator is slower while its code and heap warm up: whichever target a profile measured first lost up to
+ * 2x in the tails (docs/performance.md, finding 13). So it can first serve the profile's own load directly, unmeasured.
+ */
+async function warmUpstream(load: LoadGenerator, p: Profile, upstream: Upstream): Promise<void> {
+  if (warmUpstreamMs === 0) return;
+  await load.run({ ...specFor(p, 'direct', upstream, undefined, undefined), durationMs: warmUpstreamMs, warmupMs: Math.min(p.warmupMs, 1000), syscalls: false }, (text) => status(`${p.name}: warming the upstream; ${text}`));
+  await upstream.closes();
+}
+
 /** One profile against every target, in the given order, on a fresh upstream. */
 async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], round: number): Promise<ProfileOutcome> {
   // Fresh processes for every profile, so each memory baseline and CPU window starts clean.
   const upstream = await startUpstream();
   running.add(upstream);
+  await warmUpstream(load, p, upstream);
   const outcome: ProfileOutcome = { profile: p.name, description: describe(p), results: {}, aborts: {} };
   const tag = rounds > 1 ? `${p.name}-${round + 1}` : p.name;
   for (const target of order) {
@@ -258,7 +300,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
       }
       if (target === 'sluice-b') {
         if (sluiceBKeys) keys = await setUpKeys(sluiceBKeys, sluiceBBin, join(scratch, `keys-sluice-b-${tag}`));
-        proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceNodeArgs, [...sluiceBArgs, ...(keys?.serveArgs ?? [])]);
+        proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceBNodeArgs, [...sluiceBArgs, ...(keys?.serveArgs ?? [])]);
       }
       const floorMode = FLOOR_MODES[target];
       if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`));
@@ -271,25 +313,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
     if (proxy) running.add(proxy);
     if (keys) running.add(keys);
     status(`${p.name}/${target}: starting`);
-    const spec: PhaseSpec = {
-      profile: p.name,
-      target,
-      url: proxy?.url ?? upstream.url,
-      upstreamUrl: upstream.url,
-      pids: { upstream: upstream.pid, ...(proxy ? { proxy: proxy.pid } : {}) },
-      concurrency: p.concurrency,
-      durationMs: p.durationMs,
-      warmupMs: p.warmupMs,
-      sim: p.sim,
-      rate: p.rate,
-      abortEveryMs: p.abortEveryMs,
-      openPerSecond: p.openPerSecond,
-      background: p.background,
-      waveEveryMs: p.waveEveryMs,
-      syscalls: countSyscalls,
-      promptBytes,
-      authorization: keys?.authorization,
-    };
+    const spec = specFor(p, target, upstream, proxy, keys?.authorization);
     const result = await load.run(spec, status);
     const closes = await upstream.closes();
     if (result.clientCloses.length > 0) {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { joinCloses, percentile, Samples, summarize } from '../bench/stats.ts';
@@ -213,4 +214,23 @@ test('rounds vary the order: with two targets each runs first in every other rou
   assert.deepEqual(two, ['sluice,sluice-b', 'sluice-b,sluice', 'sluice,sluice-b', 'sluice-b,sluice']);
   const four = [0, 1, 2].map((r) => roundOrder(['direct', 'nginx', 'sluice', 'sluice-b'], r).join(','));
   assert.deepEqual(four, ['direct,nginx,sluice,sluice-b', 'direct,sluice-b,sluice,nginx', 'sluice,sluice-b,direct,nginx']);
+});
+
+test('--warm-upstream serves each profile\'s load before the first target without counting it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-warm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'r.json');
+  const run = spawnSync(
+    process.execPath,
+    ['bench/run.ts', '--profile', 'churn', '--targets', 'direct', '--duration', '1', '--rate', '20', '--warm-upstream', '1', '--json', file],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /simulator first serves its load directly for 1 s, unmeasured/);
+  const json = JSON.parse(readFileSync(file, 'utf8')) as { profiles: { rounds: { results: Record<string, PhaseResult> }[] }[] };
+  const result = json.profiles[0]?.rounds[0]?.results['direct'];
+  assert.ok(result);
+  assert.equal(result.errors.socket + result.errors.status + result.errors.frame + result.errors.truncated, 0);
+  // 20 new connections a second over a 1 s window: the warm second's ~20 (and the 1 s warm-up's) are not in it.
+  assert.ok(result.started >= 10 && result.started <= 30, `started ${result.started}`);
 });
