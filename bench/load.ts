@@ -10,7 +10,8 @@ import type { ErrorCount, LoadCommand, LoadMessage, PhaseResult, PhaseSpec, SimK
  * one phase at a time on the orchestrator's command (IPC) and answers with the phase's measurements.
  *
  * Per-chunk delay: the simulator stamps each token with the epoch time it wrote it (`sim.probe`); this process, on
- * the same machine and clock, subtracts that stamp from the time the chunk reached it.
+ * the same machine and clock, subtracts that stamp from the time the chunk reached it. `delayMid` keeps only the tokens
+ * of a stream's middle (not its first or last two), where a proxy relays and runs no per-request work.
  */
 
 /** Epoch ms with µs resolution: the same clock the simulator's probe stamps use. */
@@ -33,6 +34,8 @@ class Recorder {
   /** Streams that have received their first data event and are still open. */
   open = 0;
   readonly delay = new Samples(1 << 16);
+  /** The same, leaving out each stream's first two and last two tokens (where its set-up and end run). */
+  readonly delayMid = new Samples(1 << 16);
   readonly ttfb = new Samples(1 << 12);
   readonly total = new Samples(1 << 12);
   readonly errors: ErrorCount = { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] };
@@ -166,7 +169,10 @@ function runStream(rec: Recorder, o: StreamOptions, onOpen?: (close: Closer) => 
           if (at >= 0) {
             const stamp = Number(ev.slice(at + 3, ev.indexOf('"', at + 3)));
             tokens++;
-            if (inWindow && o.noDelay !== true) rec.delay.push(t - stamp);
+            if (inWindow && o.noDelay !== true) {
+              rec.delay.push(t - stamp);
+              if (tokens > 2 && tokens <= o.knobs.tokens - 2 && o.abortAfterTokens === undefined) rec.delayMid.push(t - stamp);
+            }
             if (o.abortAfterTokens !== undefined && tokens >= o.abortAfterTokens) {
               closeNow();
               return;
@@ -436,6 +442,7 @@ async function runPhase(spec: PhaseSpec): Promise<PhaseResult> {
     chunks: rec.chunks,
     comments: rec.comments,
     delay: rec.delay.summary(),
+    delayMid: rec.delayMid.summary(),
     ttfb: rec.ttfb.summary(),
     total: rec.total.summary(),
     cpuMs: part.cpuMs ?? {},

@@ -78,6 +78,11 @@ export interface PhaseResult {
   comments: number;
   /** Per-token delay, arrival − the simulator's stamp, ms (tokens that arrived in the window). */
   delay: Summary;
+  /**
+   * The same without each stream's first two and last two tokens: at a stream's start and end the proxy runs its
+   * per-request work (set-up, finish, teardown) in the same loop; mid-stream it only relays. Absent in older JSON.
+   */
+  delayMid?: Summary;
   /** Request sent → first data event, ms (requests started in the window). */
   ttfb: Summary;
   /** Request sent → end of stream, ms (churn). */

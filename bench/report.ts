@@ -159,6 +159,7 @@ export function rowsFor(o: ProfileOutcome): Row[] {
     add('added delay per chunk p99', 'ms', (r) => r.delay.p99, { relative: true, ...(p === 'latency' ? { goal: atMostNginx } : {}) });
     // One sample: a ratio of two maxima says nothing.
     add('added delay per chunk max', 'ms', (r) => r.delay.max, { relative: true, noRatio: true });
+    if (p === 'latency') add('added delay p99, mid-stream tokens only', 'ms', (r) => r.delayMid?.p99, { relative: true });
     add('proxy CPU per 1,000 chunks', 'ms', cpuPerK, { proxiesOnly: true, goal: atMostNginx });
     add('  of which in the kernel', 'ms', (r) => perThousand(r.cpuMs['proxy.sys'], r.chunks), { proxiesOnly: true });
     syscallRows((r) => r.chunks, 'chunk');

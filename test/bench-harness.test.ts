@@ -144,6 +144,9 @@ async function tinyRun(target: TargetName, url: string, upstream: Upstream, load
   });
   assert.deepEqual(result.errors, { socket: 0, status: 0, frame: 0, truncated: 0, examples: [] }, target);
   assert.ok(result.completed > 0 && result.chunks > 0 && result.delay.count > 0, target);
+  // Tokens 3–8 of each 10-token stream (the probes' 3 not at all): about 6 in 10 of the delay samples.
+  const mid = result.delayMid?.count ?? 0;
+  assert.ok(mid > 0.4 * result.delay.count && mid < 0.75 * result.delay.count, `${target}: ${mid} of ${result.delay.count}`);
   assert.equal(result.upstreamLeft, 0, target);
   assert.ok(result.clientCloses.length > 0, target);
   const { delays, unmatched } = joinCloses(result.clientCloses, await upstream.closes());
