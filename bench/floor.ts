@@ -164,3 +164,6 @@ if (mode === 'relay') relay();
 else if (mode === 'http') viaUndici();
 else if (mode === 'raw') viaRawClient();
 else throw new Error(`--mode: '${mode}' is not one of relay, http, raw`);
+
+// Exit normally on the harness's SIGTERM, so that a `--cpu-prof` run writes its profile (bench/run.ts --cpu-prof).
+process.once('SIGTERM', () => process.exit(0));

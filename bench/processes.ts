@@ -253,8 +253,9 @@ function startSluiceProcess(bin: string, upstreamUrl: string, logFile: string, e
 }
 
 /** One of bench/floor.ts's reference proxies (`mode`: relay, http or raw) in front of the upstream. */
-export function startFloor(mode: string, upstreamUrl: string, logFile: string): Promise<Running> {
+export function startFloor(mode: string, upstreamUrl: string, logFile: string, execArgv: string[] = []): Promise<Running> {
   return startNodeProxy(`node-${mode}`, ROOT, logFile, (port) => [
+    ...execArgv,
     join(ROOT, 'bench/floor.ts'),
     '--mode',
     mode,

@@ -62,7 +62,8 @@ Options:
                     off and on side by side
   --workers N       nginx's worker_processes and Sluice's --workers (default 1); CPU and memory are summed over
                     each proxy's processes
-  --cpu-prof DIR    run Sluice under --cpu-prof, write the profiles to DIR and print their hottest functions
+  --cpu-prof DIR    run Sluice (and the node-* yardsticks) under --cpu-prof, write the profiles to DIR and print
+                    their hottest functions
   --warm-upstream S each profile's fresh simulator first serves the profile's load directly for S seconds, unmeasured,
                     so the first target measured does not meet a cold upstream (default 10; 0 turns it off)
   -h, --help        this help`;
@@ -248,6 +249,11 @@ if (targets.includes('sluice-b')) console.log(`Sluice B: ${machine.sluiceB}`);
 console.log(`targets: ${targets.join(', ')}; prompt ${promptBytes} bytes; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
 for (const n of notes) console.log(`note: ${n}`);
 
+/** Node flags that write a CPU profile named after the target and the profile's tag (with --cpu-prof). */
+function profArgs(target: string, tag: string): string[] {
+  return cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${target}-${tag}.cpuprofile`];
+}
+
 function specFor(p: Profile, target: TargetName, upstream: Upstream, proxy: Running | undefined, authorization: string | undefined): PhaseSpec {
   return {
     profile: p.name,
@@ -294,7 +300,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
     try {
       if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`), workers);
       if (target === 'sluice') {
-        const prof = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=sluice-${tag}.cpuprofile`];
+        const prof = profArgs('sluice', tag);
         if (sluiceKeys) keys = await setUpKeys(sluiceKeys, sluiceBin, join(scratch, `keys-sluice-${tag}`));
         proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof], [...sluiceArgs, ...(keys?.serveArgs ?? [])]);
       }
@@ -303,7 +309,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
         proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceBNodeArgs, [...sluiceBArgs, ...(keys?.serveArgs ?? [])]);
       }
       const floorMode = FLOOR_MODES[target];
-      if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`));
+      if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`), profArgs(target, tag));
     } catch (err) {
       clearStatus();
       await keys?.stop();
