@@ -1,8 +1,9 @@
 import type { ProfileName, SimKnobs } from './phase.ts';
 
 /**
- * The load profiles of issue 5. `quick` sizes keep `npm run bench` at about five minutes (with the upstream warm-up); `full` sizes are the
- * issue's (500 streams at 20 tokens/s, 200 as fast as the upstream goes, 5,000 idle, churn).
+ * The load profiles of issue 5. `quick` sizes keep `npm run bench` at about five minutes (with the upstream's
+ * warm-up); `full` sizes are the issue's (500 streams at 20 tokens/s, 200 as fast as the upstream goes, 5,000 idle,
+ * churn).
  */
 export interface Profile {
   name: ProfileName;

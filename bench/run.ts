@@ -397,6 +397,7 @@ if (flags.json !== undefined) {
     machine,
     targets,
     rounds,
+    warmUpstreamMs,
     profiles: profiles.map((p) => ({
       profile: p.name,
       description: describe(p),
