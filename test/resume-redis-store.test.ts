@@ -38,7 +38,8 @@ test('redis: another instance reads, follows live, counts its readers to the own
   const w = a.create(m, (s) => got.push(s));
   assert.ok(w.append(['e1', 'e2']));
   const ac = new AbortController();
-  // B may read before A's write reached Redis: it then waits for it.
+  // A stream B does not know yet reads as unknown (Redis serves each connection in its own order): let A's create land.
+  await a.info(m.id);
   assert.deepEqual(await b.read(m.id, 1, ac.signal), { events: ['e2'], count: 2, ended: false });
   assert.deepEqual((await b.info(m.id))?.meta, m);
   const waiting = b.read(m.id, 2, ac.signal);
@@ -98,6 +99,7 @@ test('redis: Redis down: appends still succeed (the stream goes on), readers end
   const m = meta();
   const w = a.create(m, () => {});
   assert.ok(w.append(['e1']));
+  await a.info(m.id); // through A's own connection: A's writes before it have reached Redis (B reads on another)
   assert.deepEqual((await b.read(m.id, 0, new AbortController().signal))?.events, ['e1']);
   const waiting = b.read(m.id, 1, new AbortController().signal);
   await r.kill();
@@ -124,6 +126,7 @@ test('redis: Redis down: appends still succeed (the stream goes on), readers end
   assert.equal(await b.info(m.id), undefined);
   const m2 = meta();
   a.create(m2, () => {}).end(['[DONE]']);
+  await a.info(m2.id); // through A's own connection: its create and end have reached Redis before B reads
   assert.deepEqual(await b.read(m2.id, 0, new AbortController().signal), { events: ['[DONE]'], count: 1, ended: true });
 });
 
@@ -151,6 +154,7 @@ test('redis: a write that timed out (Redis stuck, then back) closes the log with
   const m = meta();
   const w = a.create(m, () => {});
   assert.ok(w.append(['e1']));
+  await a.info(m.id); // through A's own connection: A's writes before it have reached Redis (B reads on another)
   assert.deepEqual((await b.read(m.id, 0, new AbortController().signal))?.events, ['e1']);
   r.pause();
   t.after(() => r.resume());
