@@ -64,6 +64,7 @@ Options:
                     each proxy's processes
   --cpu-prof DIR    run Sluice (and the node-* yardsticks) under --cpu-prof, write the profiles to DIR and print
                     their hottest functions
+  --cpu-prof-interval US  the profiles' sampling interval in µs (Node's default 1000; 100 resolves a request's phases)
   --warm-upstream S each profile's fresh simulator first serves the profile's load directly for S seconds, unmeasured,
                     so the first target measured does not meet a cold upstream (default 10; 0 turns it off)
   -h, --help        this help`;
@@ -89,6 +90,7 @@ const { values: flags } = parseArgs({
     targets: { type: 'string' },
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    'cpu-prof-interval': { type: 'string' },
     'sluice-bin': { type: 'string' },
     'sluice-node-args': { type: 'string' },
     'sluice-b-node-args': { type: 'string' },
@@ -187,6 +189,7 @@ const sluiceNodeArgs = words(flags['sluice-node-args']);
 const sluiceBNodeArgs = flags['sluice-b-node-args'] === undefined ? sluiceNodeArgs : words(flags['sluice-b-node-args']);
 const cpuProfDir = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
 if (cpuProfDir !== undefined) mkdirSync(cpuProfDir, { recursive: true });
+const cpuProfInterval = flags['cpu-prof-interval'] === undefined ? [] : [`--cpu-prof-interval=${Math.round(positive('--cpu-prof-interval', flags['cpu-prof-interval']) ?? 1000)}`];
 
 // Status line: rewritten in place on a terminal, one line every few seconds otherwise.
 let lastStatus = 0;
@@ -251,7 +254,7 @@ for (const n of notes) console.log(`note: ${n}`);
 
 /** Node flags that write a CPU profile named after the target and the profile's tag (with --cpu-prof). */
 function profArgs(target: string, tag: string): string[] {
-  return cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${target}-${tag}.cpuprofile`];
+  return cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${target}-${tag}.cpuprofile`, ...cpuProfInterval];
 }
 
 function specFor(p: Profile, target: TargetName, upstream: Upstream, proxy: Running | undefined, authorization: string | undefined): PhaseSpec {

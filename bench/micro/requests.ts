@@ -28,7 +28,7 @@ const connections = Number(values.connections);
 
 const upstream = await startUpstream();
 const logFile = join(mkdtempSync(join(tmpdir(), 'sluice-micro-')), 'sluice.log');
-const profArgs = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof']] : [];
+const profArgs = values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', values['cpu-prof'], ...(process.env.CPU_PROF_INTERVAL ? ['--cpu-prof-interval', process.env.CPU_PROF_INTERVAL] : [])] : [];
 const gw = await startSluice(values['sluice-bin'], upstream.url, logFile, profArgs);
 
 const agent = new Agent({ keepAlive: true, maxSockets: connections });
