@@ -58,6 +58,17 @@ test('passThroughRead with a usage cut reads the running usage of every chunk an
   assert.equal(t3.completionTokens, 9);
 });
 
+test('passThroughRead cuts the usage of a read of many chunks, and the next read is cut on its own', () => {
+  // More chunks in one read than the reused list of cuts first holds, then a read after one that was refused midway.
+  const many = Array.from({ length: 100 }, (_, i) => withUsage(`t${i}`, i + 1)).join('');
+  const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 } satisfies ReadTally;
+  const out = passThroughUsage(b(many + USAGE_ONLY), 'all', tally);
+  assert.equal(out?.toString(), Array.from({ length: 100 }, (_, i) => chunk(`t${i}`)).join(''));
+  assert.deepEqual(tally, { finishes: 0, events: 100, promptTokens: 7, completionTokens: 3 }, 'the usage chunk at the end is the last usage read');
+  assert.equal(passThroughUsage(b(withUsage('a', 1) + 'data: [DONE]\n\n'), 'all', tally), null);
+  assert.equal(passThroughUsage(b(withUsage('z', 101)), 'chunks', tally)?.toString(), chunk('z'), 'no cut of an earlier read carried over');
+});
+
 test('passThroughRead with a usage cut refuses what the parser must see, and counts nothing for it', () => {
   const tally = { finishes: 0, events: 0, promptTokens: -1, completionTokens: -1 } satisfies ReadTally;
   const cases: Array<[string, string]> = [

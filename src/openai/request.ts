@@ -66,8 +66,9 @@ export function parseRequest(kind: RequestKind, raw: string): ParsedRequest {
   } catch (err) {
     throw new SluiceError('SLUICE_INVALID_JSON', `We could not parse the JSON body of your request: ${(err as Error).message}`);
   }
-  // Parsing is safe at any depth; what comes after (re-serializing, the engine's own parser) is not.
-  if (exceedsJsonDepth(json)) {
+  // Parsing is safe at any depth; what comes after (re-serializing, the engine's own parser) is not. Each level takes
+  // two characters of valid JSON (its brackets), so a shorter text cannot be too deep and needs no walk.
+  if (raw.length >= 2 * (MAX_JSON_DEPTH + 1) && exceedsJsonDepth(json)) {
     throw new SluiceError('SLUICE_INVALID_JSON', `The JSON body of your request nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep.`);
   }
   const parsed = validateRequest(kind, json);

@@ -76,11 +76,17 @@ export interface ArrivalSummary {
   burstBytesMax: number;
 }
 
-/** Histograms and counters shared by a trace and an upstream's aggregate. */
+const GAPS_AT = 0;
+const PER_READ_AT = GAP_BOUNDS_MS.length + 1;
+const BURST_AT = PER_READ_AT + EVENTS_BOUNDS.length + 1;
+const COUNTS = BURST_AT + BYTES_BOUNDS.length + 1;
+
+/**
+ * Histograms and counters shared by a trace and an upstream's aggregate. The three histograms share one array (gaps,
+ * then events per read, then bytes per burst): a read touches one backing store, and a stream holds one.
+ */
 class Sketch {
-  readonly gaps = new Uint32Array(GAP_BOUNDS_MS.length + 1);
-  readonly perRead = new Uint32Array(EVENTS_BOUNDS.length + 1);
-  readonly burstBytes = new Uint32Array(BYTES_BOUNDS.length + 1);
+  readonly counts = new Uint32Array(COUNTS);
   reads = 0;
   events = 0;
   bytes = 0;
@@ -88,6 +94,14 @@ class Sketch {
   maxEventsPerRead = 0;
   maxGapMs = 0;
   maxBurstBytes = 0;
+
+  get gaps(): Uint32Array {
+    return this.counts.subarray(GAPS_AT, PER_READ_AT);
+  }
+
+  get burstBytes(): Uint32Array {
+    return this.counts.subarray(BURST_AT, COUNTS);
+  }
 
   summary(): ArrivalSummary {
     return {
@@ -106,9 +120,8 @@ class Sketch {
   }
 
   add(o: Sketch): void {
-    for (let i = 0; i < this.gaps.length; i++) this.gaps[i] = (this.gaps[i] as number) + (o.gaps[i] as number);
-    for (let i = 0; i < this.perRead.length; i++) this.perRead[i] = (this.perRead[i] as number) + (o.perRead[i] as number);
-    for (let i = 0; i < this.burstBytes.length; i++) this.burstBytes[i] = (this.burstBytes[i] as number) + (o.burstBytes[i] as number);
+    const c = this.counts;
+    for (let i = 0; i < COUNTS; i++) c[i] = (c[i] as number) + (o.counts[i] as number);
     this.reads += o.reads;
     this.events += o.events;
     this.bytes += o.bytes;
@@ -174,7 +187,7 @@ export class ArrivalTrace {
     if (this.#lastReadAt < 0) this.firstReadAt = now;
     else {
       const gap = now - this.#lastReadAt;
-      inc(s.gaps, bucket(GAP_BOUNDS_MS, gap));
+      inc(s.counts, GAPS_AT + bucket(GAP_BOUNDS_MS, gap));
       if (gap > s.maxGapMs) s.maxGapMs = gap;
       if (gap >= BURST_MERGE_MS) this.#closeBurst();
     }
@@ -190,7 +203,7 @@ export class ArrivalTrace {
     const n = this.events - this.#eventsAtRead;
     this.#eventsAtRead = this.events;
     if (n > 0 && this.firstEventAt < 0) this.firstEventAt = this.#lastReadAt;
-    inc(s.perRead, bucket(EVENTS_BOUNDS, n));
+    inc(s.counts, PER_READ_AT + bucket(EVENTS_BOUNDS, n));
     if (n > s.maxEventsPerRead) s.maxEventsPerRead = n;
     this.#open = false;
   }
@@ -199,7 +212,7 @@ export class ArrivalTrace {
     const s = this.#s;
     const b = this.#burstBytes;
     if (b === 0) return;
-    inc(s.burstBytes, bucket(BYTES_BOUNDS, b));
+    inc(s.counts, BURST_AT + bucket(BYTES_BOUNDS, b));
     if (b > s.maxBurstBytes) s.maxBurstBytes = b;
     s.bursts++;
     this.#burstBytes = 0;
