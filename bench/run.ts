@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PROFILES, type PhaseSpec, type ProfileName } from './phase.ts';
 import { profile as profileFor, type Profile } from './profiles.ts';
 import {
@@ -21,6 +22,7 @@ import {
 import { backgroundCpuPercent, DEFAULT_TARGETS, FLOOR_MODES, formatTable, mergeRounds, roundOrder, rowsFor, TARGETS, type ProfileOutcome, type TargetName } from './report.ts';
 import { joinCloses, summarize } from './stats.ts';
 import { summarizeProfileFile } from './cpuprofile.ts';
+import { summarizeHeapProfileFile } from './heapprofile.ts';
 import { syscallCountingAvailable } from './syscalls.ts';
 import { KEY_STORES, keyStoreAvailable, setUpKeys, type BenchKeys, type KeyStore } from './keys.ts';
 
@@ -65,6 +67,8 @@ Options:
   --cpu-prof DIR    run Sluice (and the node-* yardsticks) under --cpu-prof, write the profiles to DIR and print
                     their hottest functions
   --cpu-prof-interval US  the profiles' sampling interval in µs (Node's default 1000; 100 resolves a request's phases)
+  --heap-sample DIR sample what Sluice (and the node-* yardsticks) allocate in each measurement window, short-lived
+                    objects included, write .heapprofile files to DIR and print who allocates (bench/heapprofile.ts)
   --warm-upstream S each profile's fresh simulator first serves the profile's load directly for S seconds, unmeasured,
                     so the first target measured does not meet a cold upstream (default 10; 0 turns it off)
   -h, --help        this help`;
@@ -91,6 +95,7 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
     'cpu-prof-interval': { type: 'string' },
+    'heap-sample': { type: 'string' },
     'sluice-bin': { type: 'string' },
     'sluice-node-args': { type: 'string' },
     'sluice-b-node-args': { type: 'string' },
@@ -189,6 +194,7 @@ const sluiceNodeArgs = words(flags['sluice-node-args']);
 const sluiceBNodeArgs = flags['sluice-b-node-args'] === undefined ? sluiceNodeArgs : words(flags['sluice-b-node-args']);
 const cpuProfDir = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
 if (cpuProfDir !== undefined) mkdirSync(cpuProfDir, { recursive: true });
+const heapSampleDir = flags['heap-sample'] === undefined ? undefined : resolve(flags['heap-sample']);
 const cpuProfInterval = flags['cpu-prof-interval'] === undefined ? [] : [`--cpu-prof-interval=${Math.round(positive('--cpu-prof-interval', flags['cpu-prof-interval']) ?? 1000)}`];
 
 // Status line: rewritten in place on a terminal, one line every few seconds otherwise.
@@ -252,9 +258,18 @@ if (targets.includes('sluice-b')) console.log(`Sluice B: ${machine.sluiceB}`);
 console.log(`targets: ${targets.join(', ')}; prompt ${promptBytes} bytes; profiles: ${profiles.map((p) => p.name).join(', ')}${flags.full ? ' (full sizes)' : " (quick sizes; --full for the issue's)"}; ${rounds} round(s)`);
 for (const n of notes) console.log(`note: ${n}`);
 
-/** Node flags that write a CPU profile named after the target and the profile's tag (with --cpu-prof). */
-function profArgs(target: string, tag: string): string[] {
-  return cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${target}-${tag}.cpuprofile`, ...cpuProfInterval];
+/**
+ * Node flags that write a CPU profile (--cpu-prof) and an allocation sample of the measurement window
+ * (--heap-sample) named after the target and the profile's tag. Called just before the target's process starts: the
+ * sampler reads its window from the environment that process inherits.
+ */
+function profArgs(target: string, tag: string, p: Profile): string[] {
+  const args = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${target}-${tag}.cpuprofile`, ...cpuProfInterval];
+  if (heapSampleDir === undefined) return args;
+  // From a second into the measurement window to a second before its end (the load's warm-up comes first).
+  const startS = p.warmupMs / 1000 + 1;
+  process.env['SLUICE_HEAP_SAMPLE'] = JSON.stringify({ dir: heapSampleDir, name: `${target}-${tag}`, startS, stopS: startS + Math.max(1, p.durationMs / 1000 - 2) });
+  return [...args, '--import', fileURLToPath(new URL('./heap-sample.mjs', import.meta.url))];
 }
 
 function specFor(p: Profile, target: TargetName, upstream: Upstream, proxy: Running | undefined, authorization: string | undefined): PhaseSpec {
@@ -303,7 +318,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
     try {
       if (target === 'nginx') proxy = await startNginx(upstream.url, join(scratch, `nginx-${tag}`), workers);
       if (target === 'sluice') {
-        const prof = profArgs('sluice', tag);
+        const prof = profArgs('sluice', tag, p);
         if (sluiceKeys) keys = await setUpKeys(sluiceKeys, sluiceBin, join(scratch, `keys-sluice-${tag}`));
         proxy = await startSluice(sluiceBin, upstream.url, join(scratch, `sluice-${tag}.log`), [...sluiceNodeArgs, ...prof], [...sluiceArgs, ...(keys?.serveArgs ?? [])]);
       }
@@ -312,7 +327,7 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
         proxy = await startSluice(sluiceBBin, upstream.url, join(scratch, `sluice-b-${tag}.log`), sluiceBNodeArgs, [...sluiceBArgs, ...(keys?.serveArgs ?? [])]);
       }
       const floorMode = FLOOR_MODES[target];
-      if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`), profArgs(target, tag));
+      if (floorMode !== undefined) proxy = await startFloor(floorMode, upstream.url, join(scratch, `${target}-${tag}.log`), profArgs(target, tag, p));
     } catch (err) {
       clearStatus();
       await keys?.stop();
@@ -420,5 +435,11 @@ if (cpuProfDir !== undefined) {
   for (const f of readdirSync(cpuProfDir).filter((n) => n.endsWith('.cpuprofile'))) {
     console.log(`\n${f}:`);
     console.log(summarizeProfileFile(join(cpuProfDir, f), 25));
+  }
+}
+if (heapSampleDir !== undefined) {
+  for (const f of readdirSync(heapSampleDir).filter((n) => n.endsWith('.heapprofile'))) {
+    console.log(`\n${f}:`);
+    console.log(summarizeHeapProfileFile(join(heapSampleDir, f), 20));
   }
 }

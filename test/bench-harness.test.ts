@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { joinCloses, percentile, Samples, summarize } from '../bench/stats.ts';
 import { summarizeProfile } from '../bench/cpuprofile.ts';
+import { summarizeHeapProfile } from '../bench/heapprofile.ts';
 import { FLOOR_MODES, mergeRounds, roundOrder, rowsFor, type ProfileOutcome, type TargetName } from '../bench/report.ts';
 import { startFloor, startLoad, startUpstream, type LoadGenerator, type Upstream } from '../bench/processes.ts';
 import type { PhaseResult } from '../bench/phase.ts';
@@ -102,6 +103,36 @@ function fakeResult(target: string, delayP99: number, errors: number): PhaseResu
     upstreamLeft: 0,
   };
 }
+
+test('an allocation sample charges bytes to their function and area, a builtin\'s to the frame that called it', () => {
+  type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children: Node[] };
+  const node = (id: number, functionName: string, url: string, children: Node[] = []): Node => ({ id, callFrame: { functionName, url, lineNumber: 9 }, children });
+  const profile = {
+    head: node(1, '(root)', '', [
+      node(2, 'passThroughRead', 'file:///x/src/sse/passthrough.ts', [node(3, 'Map', '')]),
+      node(4, 'nextTick', 'node:internal/process/task_queues'),
+      node(5, 'onBody', 'file:///x/node_modules/undici/lib/dispatcher/client-h1.js'),
+    ]),
+    samples: [
+      { nodeId: 2, size: 100 },
+      { nodeId: 3, size: 300 },
+      { nodeId: 4, size: 50 },
+      { nodeId: 5, size: 50 },
+      { nodeId: 1, size: 500 },
+    ],
+    sampledSeconds: 2,
+  };
+  const s = summarizeHeapProfile(profile);
+  assert.equal(s.bytes, 1000);
+  assert.equal(s.seconds, 2);
+  assert.deepEqual(s.byArea, [
+    ['V8 builtins and native', 500],
+    ['sluice sse', 400],
+    ['node internals', 50],
+    ['undici', 50],
+  ]);
+  assert.deepEqual(s.byFunction[1], ['passThroughRead src/sse/passthrough.ts:10', 400], 'the Map it made is its own');
+});
 
 test('rounds combine by median per figure, failures by sum, with each round measured against its own direct', () => {
   const round = (d: number, n: number, s: number, sluiceErrors: number): ProfileOutcome => ({
@@ -236,4 +267,21 @@ test('--warm-upstream serves each profile\'s load before the first target withou
   assert.equal(result.errors.socket + result.errors.status + result.errors.frame + result.errors.truncated, 0);
   // 20 new connections a second over a 1 s window: the warm second's ~20 (and the 1 s warm-up's) are not in it.
   assert.ok(result.started >= 10 && result.started <= 30, `started ${result.started}`);
+});
+
+test('--heap-sample writes an allocation sample of Sluice\'s measurement window and says who allocates', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-heap-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const run = spawnSync(
+    process.execPath,
+    ['bench/run.ts', '--profile', 'churn', '--targets', 'sluice', '--duration', '3', '--rate', '20', '--warm-upstream', '0', '--heap-sample', dir],
+    { encoding: 'utf8', timeout: 90_000 },
+  );
+  assert.equal(run.status, 0, run.stderr);
+  assert.ok(existsSync(join(dir, 'sluice-churn.heapprofile')), run.stdout);
+  const summary = summarizeHeapProfile(JSON.parse(readFileSync(join(dir, 'sluice-churn.heapprofile'), 'utf8')));
+  assert.equal(summary.seconds, 1, 'a second into the 3 s window to a second before its end');
+  assert.ok(summary.bytes > 0);
+  assert.ok(summary.byArea.some(([area]) => area.startsWith('sluice ')), JSON.stringify(summary.byArea));
+  assert.match(run.stdout, /sluice-churn\.heapprofile:\nallocated [\d.]+ MB\/s over 1 s sampled/);
 });
