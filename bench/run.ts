@@ -69,6 +69,9 @@ Options:
   --cpu-prof-interval US  the profiles' sampling interval in µs (Node's default 1000; 100 resolves a request's phases)
   --heap-sample DIR sample what Sluice (and the node-* yardsticks) allocate in each measurement window, short-lived
                     objects included, write .heapprofile files to DIR and print who allocates (bench/heapprofile.ts)
+  --warm-proxy S    each proxy first carries the profile's load for S seconds, unmeasured, so that its JIT has
+                    compiled the per-request code as a long-running gateway has (V8 optimizes a function fully after
+                    about 3,000 calls: 15 s of churn); not in idle (default 0: off)
   --warm-upstream S each profile's fresh simulator first serves the profile's load directly for S seconds, unmeasured,
                     so the first target measured does not meet a cold upstream (default 10; 0 turns it off)
   -h, --help        this help`;
@@ -96,6 +99,7 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     'cpu-prof-interval': { type: 'string' },
     'heap-sample': { type: 'string' },
+    'warm-proxy': { type: 'string' },
     'sluice-bin': { type: 'string' },
     'sluice-node-args': { type: 'string' },
     'sluice-b-node-args': { type: 'string' },
@@ -141,6 +145,7 @@ const rate = positive('--rate', flags.rate);
 const rounds = Math.round(positive('--rounds', flags.rounds) ?? 1);
 const promptBytes = Math.round(positive('--prompt-bytes', flags['prompt-bytes']) ?? 16);
 const warmUpstreamMs = flags['warm-upstream'] === '0' ? 0 : (positive('--warm-upstream', flags['warm-upstream']) ?? 10) * 1000;
+const warmProxyMs = (positive('--warm-proxy', flags['warm-proxy']) ?? 0) * 1000;
 const profiles: Profile[] = profileNames.map((name) => {
   const p = profileFor(name, flags.full);
   if (durationS !== undefined) p.durationMs = durationS * 1000;
@@ -189,6 +194,7 @@ const targets: TargetName[] = TARGETS.filter((t) => {
 const countSyscalls = targets.some((t) => t !== 'direct') && syscallCountingAvailable();
 if (workers > 1) notes.push(`workers: ${workers} (nginx worker_processes with its master, sluice --workers with its primary); CPU and memory are summed over each proxy's processes${countSyscalls ? '; syscall figures count the first process only' : ''}`);
 if (!countSyscalls && targets.some((t) => t !== 'direct')) notes.push('perf cannot count syscall tracepoints here (needs perf and root): no syscall figures');
+if (warmProxyMs > 0) notes.push(`each proxy first carries the profile's load for ${warmProxyMs / 1000} s, unmeasured, before its window (--warm-proxy; not in idle, whose memory figure is growth from a fresh process)`);
 if (warmUpstreamMs > 0) notes.push(`each profile's simulator first serves its load directly for ${warmUpstreamMs / 1000} s, unmeasured (--warm-upstream)`);
 const sluiceNodeArgs = words(flags['sluice-node-args']);
 const sluiceBNodeArgs = flags['sluice-b-node-args'] === undefined ? sluiceNodeArgs : words(flags['sluice-b-node-args']);
@@ -266,8 +272,9 @@ for (const n of notes) console.log(`note: ${n}`);
 function profArgs(target: string, tag: string, p: Profile): string[] {
   const args = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${target}-${tag}.cpuprofile`, ...cpuProfInterval];
   if (heapSampleDir === undefined) return args;
-  // From a second into the measurement window to a second before its end (the load's warm-up comes first).
-  const startS = p.warmupMs / 1000 + 1;
+  // From a second into the measurement window to a second before its end (the proxy's and the load's warm-ups come
+  // first).
+  const startS = ((p.name === 'idle' ? 0 : warmProxyMs) + p.warmupMs) / 1000 + 1;
   process.env['SLUICE_HEAP_SAMPLE'] = JSON.stringify({ dir: heapSampleDir, name: `${target}-${tag}`, startS, stopS: startS + Math.max(1, p.durationMs / 1000 - 2) });
   return [...args, '--import', fileURLToPath(new URL('./heap-sample.mjs', import.meta.url))];
 }
@@ -338,6 +345,10 @@ async function runProfile(load: LoadGenerator, p: Profile, order: TargetName[], 
     if (keys) running.add(keys);
     status(`${p.name}/${target}: starting`);
     const spec = specFor(p, target, upstream, proxy, keys?.authorization);
+    if (warmProxyMs > 0 && proxy !== undefined && p.name !== 'idle') {
+      await load.run({ ...spec, durationMs: warmProxyMs, warmupMs: Math.min(p.warmupMs, 1000), syscalls: false }, (text) => status(`${p.name}/${target}: warming the proxy; ${text}`));
+      await upstream.closes();
+    }
     const result = await load.run(spec, status);
     const closes = await upstream.closes();
     if (result.clientCloses.length > 0) {
@@ -416,6 +427,7 @@ if (flags.json !== undefined) {
     targets,
     rounds,
     warmUpstreamMs,
+    warmProxyMs,
     profiles: profiles.map((p) => ({
       profile: p.name,
       description: describe(p),

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { joinCloses, percentile, Samples, summarize } from '../bench/stats.ts';
 import { summarizeProfile } from '../bench/cpuprofile.ts';
 import { summarizeHeapProfile } from '../bench/heapprofile.ts';
+import { formatPerfComparison, parsePerfReport, perfAreas } from '../bench/perf-areas.ts';
 import { FLOOR_MODES, mergeRounds, roundOrder, rowsFor, type ProfileOutcome, type TargetName } from '../bench/report.ts';
 import { startFloor, startLoad, startUpstream, type LoadGenerator, type Upstream } from '../bench/processes.ts';
 import type { PhaseResult } from '../bench/phase.ts';
@@ -132,6 +133,33 @@ test('an allocation sample charges bytes to their function and area, a builtin\'
     ['undici', 50],
   ]);
   assert.deepEqual(s.byFunction[1], ['passThroughRead src/sse/passthrough.ts:10', 400], 'the Map it made is its own');
+});
+
+test('perf samples are split by process and area: Sluice\'s code, undici, V8\'s builtins and GC, the kernel', () => {
+  const report = [
+    '# Samples: 10',
+    '            42      884:MainThread       [JIT] tid 884     [.] JS:*\'passThroughRead file:///w/src/sse/passthrough.ts:105:32',
+    '             9      884:MainThread       [JIT] tid 884     [.] JS:+\'execute /w/node_modules/undici/lib/dispatcher/client-h1.js:330:11',
+    '            20      884:MainThread       node              [.] v8::internal::Scavenger::ScavengeObject<v8::internal::FullHeapObjectSlot>',
+    '            30      884:MainThread       node              [.] Builtins_LoadIC',
+    '            17      884:MainThread       [kernel.kallsyms] [k] tcp_rcv_established',
+    '             8      892:MainThread       [kernel.kallsyms] [k] tcp_rcv_established',
+    '             5      892:MainThread       libc.so.6         [.] malloc',
+    'not a sample line',
+  ].join('\n');
+  const samples = parsePerfReport(report);
+  assert.equal(samples.length, 7);
+  assert.deepEqual(Object.fromEntries(perfAreas(samples, '884')), {
+    'JS: Sluice (src/)': 42,
+    'JS: undici': 9,
+    'V8 GC': 20,
+    'V8 builtins': 30,
+    kernel: 17,
+  });
+  const text = formatPerfComparison(samples, '884', '892', 3);
+  assert.match(text, /samples: pid 884 118, pid 892 13/);
+  assert.match(text, /\s42\s+0\s+\+42  JS: Sluice \(src\/\)/);
+  assert.match(text, /\s17\s+8\s+\+9  kernel/);
 });
 
 test('rounds combine by median per figure, failures by sum, with each round measured against its own direct', () => {
