@@ -43,16 +43,17 @@ function inc(counts: Uint32Array, i: number): void {
 
 /**
  * The value at quantile `q` of a histogram: the upper bound of the bucket it falls in (the overflow bucket: `max`).
- * null when the histogram is empty.
+ * null when the histogram is empty. The histogram is the `bounds.length + 1` counts of `counts` from `at`.
  */
-export function quantile(counts: Uint32Array, bounds: readonly number[], q: number, max: number): number | null {
+export function quantile(counts: Uint32Array, bounds: readonly number[], q: number, max: number, at = 0): number | null {
+  const n = bounds.length + 1;
   let total = 0;
-  for (let i = 0; i < counts.length; i++) total += counts[i] as number;
+  for (let i = 0; i < n; i++) total += counts[at + i] as number;
   if (total === 0) return null;
   const rank = Math.max(1, Math.ceil(q * total));
   let seen = 0;
-  for (let i = 0; i < counts.length; i++) {
-    seen += counts[i] as number;
+  for (let i = 0; i < n; i++) {
+    seen += counts[at + i] as number;
     if (seen >= rank) return i < bounds.length ? Math.min(bounds[i] as number, max) : max;
   }
   return max;
@@ -95,14 +96,6 @@ class Sketch {
   maxGapMs = 0;
   maxBurstBytes = 0;
 
-  get gaps(): Uint32Array {
-    return this.counts.subarray(GAPS_AT, PER_READ_AT);
-  }
-
-  get burstBytes(): Uint32Array {
-    return this.counts.subarray(BURST_AT, COUNTS);
-  }
-
   summary(): ArrivalSummary {
     return {
       reads: this.reads,
@@ -110,11 +103,11 @@ class Sketch {
       bytes: this.bytes,
       eventsPerRead: this.reads === 0 ? null : Math.round((this.events / this.reads) * 100) / 100,
       maxEventsPerRead: this.maxEventsPerRead,
-      gapP50Ms: quantile(this.gaps, GAP_BOUNDS_MS, 0.5, Math.round(this.maxGapMs)),
-      gapP99Ms: quantile(this.gaps, GAP_BOUNDS_MS, 0.99, Math.round(this.maxGapMs)),
+      gapP50Ms: quantile(this.counts, GAP_BOUNDS_MS, 0.5, Math.round(this.maxGapMs), GAPS_AT),
+      gapP99Ms: quantile(this.counts, GAP_BOUNDS_MS, 0.99, Math.round(this.maxGapMs), GAPS_AT),
       maxGapMs: Math.round(this.maxGapMs),
       bursts: this.bursts,
-      burstBytesP50: quantile(this.burstBytes, BYTES_BOUNDS, 0.5, this.maxBurstBytes),
+      burstBytesP50: quantile(this.counts, BYTES_BOUNDS, 0.5, this.maxBurstBytes, BURST_AT),
       burstBytesMax: this.maxBurstBytes,
     };
   }
